@@ -35,7 +35,7 @@ func TestLoadErrors(t *testing.T) {
 		{"duplicate key", "oom_score = 1\noom_score = 2\n", `2:1: key "oom_score": already defined as an integer at line 1`},
 		{"duplicate table", "[grpc]\n[ttrpc]\n[grpc]\n", `3:2: key "grpc": already defined as a table at line 1`},
 		{"table over value", "version = 2\n[version]\n", `2:2: key "version": already defined as an integer at line 1`},
-		{"dotted over header", "[a]\nb.c = 1\n[a.b]\n", `3:4: key "a.b": already defined as a table at line 2`},
+		{"dotted over header", "[a]\nb.c = 1\n[a.b]\n", `3:4: key "a.b": already defined as a table by dotted keys at line 2`},
 		{"extend inline table", "a = {b = 1}\n[a.c]\n", `2:2: key "a": already defined as an inline table at line 1`},
 		{"array table over array", "a = [1]\n[[a]]\n", `2:3: key "a": already defined as an array at line 1`},
 		{"proxy plugin wrong type", "[proxy_plugins.snap]\n  address = 5\n", `2:3: key "proxy_plugins.snap.address": expected string, got integer`},

@@ -252,7 +252,7 @@ func (p *parser) keyValue(t *item, prefix string, n *unstable.Node) error {
 			c = newTable(part.pos)
 			c.dotted = true
 			t.add(part.name, c)
-		case c.kind != kindTable || c.sealed:
+		case c.kind != kindTable || c.sealed || c.explicit:
 			return redefined(part.pos, key, c)
 		}
 		t = c
@@ -363,8 +363,11 @@ func dateTime(s string) (any, error) {
 func describe(it *item) string {
 	switch it.kind {
 	case kindTable:
-		if it.sealed {
+		switch {
+		case it.sealed:
 			return "an inline table"
+		case it.dotted:
+			return "a table by dotted keys"
 		}
 		return "a table"
 	case kindArray:

@@ -198,20 +198,25 @@ func TestSlowSubscriberDropped(t *testing.T) {
 	defer cancel()
 	slowCh, slowErrs := e.Subscribe(ctx) // never read until the end
 	fastCh, fastErrs := e.Subscribe(ctx)
-	const n = QueueSize + 10
+	for range QueueSize { // fills both queues
+		publish(t, e, "ns", "/x", "x")
+	}
+	receive(t, fastCh, QueueSize)
+
+	const more = 10 // the first one overflows the slow queue
 	published := make(chan struct{})
 	go func() {
 		defer close(published)
-		for range n {
+		for range more {
 			publish(t, e, "ns", "/x", "x")
 		}
 	}()
-	receive(t, fastCh, n) // the fast one reads everything meanwhile
 	select {
 	case <-published:
 	case <-time.After(timeout):
 		t.Fatal("publishing blocked on a slow subscriber")
 	}
+	receive(t, fastCh, more)
 
 	if len(slowCh) != QueueSize {
 		t.Errorf("slow subscriber has %d envelopes queued, want %d", len(slowCh), QueueSize)

@@ -40,7 +40,9 @@ func New(ex Exchange) *Service { return &Service{ex: ex} }
 func (s *Service) Register(srv *grpc.Server) { api.RegisterEventsServer(srv, s) }
 
 // RegisterTTRPC adds the ttrpc Forward service to srv.
-func (s *Service) RegisterTTRPC(srv *ttrpc.Server) { ttrpcapi.RegisterEventsService(srv, ttrpcService{s.ex}) }
+func (s *Service) RegisterTTRPC(srv *ttrpc.Server) {
+	ttrpcapi.RegisterEventsService(srv, ttrpcService{s.ex})
+}
 
 // Publish wraps an already-encoded event in an envelope of the request's
 // namespace.
