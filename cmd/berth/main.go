@@ -115,57 +115,6 @@ func (o globalOptions) validate() error {
 	return nil
 }
 
-// run connects to berthd and runs fn within the --timeout; it returns fn's
-// error as the user should read it.
-func (a *app) run(ctx context.Context, fn func(context.Context, *conn) error) error {
-	c, err := dial(a.opts.address, a.opts.namespace)
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	if a.opts.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.opts.timeout)
-		defer cancel()
-	}
-	err = c.explain(fn(ctx, c))
-	if errors.Is(err, context.DeadlineExceeded) && a.opts.timeout > 0 {
-		return fmt.Errorf("gave up after --timeout %s: %w", a.opts.timeout, err)
-	}
-	return err
-}
-
-// eachName calls fn for every name, printing each name done and each error,
-// so one bad name does not stop the rest. It stops early only when the
-// daemon is unreachable.
-func (a *app) eachName(ctx context.Context, c *conn, names []string,
-	fn func(ctx context.Context, name string) error) error {
-	failed := false
-	for _, name := range names {
-		err := c.explain(fn(ctx, name))
-		var ce *connectError
-		switch {
-		case errors.As(err, &ce):
-			return err
-		case err != nil:
-			a.printError(err)
-			failed = true
-		default:
-			fmt.Fprintln(a.stdout, name)
-		}
-	}
-	if failed {
-		return errReported
-	}
-	return nil
-}
-
-func (a *app) printError(err error) {
-	fmt.Fprintf(a.stderr, "berth: %v\n", err)
-}
-
-func (a *app) out() printer { return printer{format: a.opts.format, w: a.stdout} }
-
 // parseLabels parses k=v arguments. An empty value is kept: label commands
 // send it to remove the label.
 func parseLabels(args []string) (map[string]string, error) {

@@ -122,17 +122,35 @@ func newNamespaceLabelCommand(a *app) *cobra.Command {
 				return err
 			}
 			return a.run(cmd.Context(), func(ctx context.Context, c *conn) error {
-				resp, err := namespacesapi.NewNamespacesClient(c.cc).Update(ctx, &namespacesapi.UpdateNamespaceRequest{
-					Namespace:  &namespacesapi.Namespace{Name: args[0], Labels: labels},
-					UpdateMask: &fieldmaskpb.FieldMask{Paths: labelPaths(labels)},
-				})
+				ns, err := labelNamespace(ctx, namespacesapi.NewNamespacesClient(c.cc), args[0], labels)
 				if err != nil {
 					return err
 				}
-				return a.printNamespace(resp.GetNamespace())
+				return a.printNamespace(ns)
 			})
 		},
 	}
+}
+
+// labelNamespace sets labels and returns the namespace as it now is.
+// containerd 1.6 answers an update with an empty namespace, so ask again.
+func labelNamespace(ctx context.Context, client namespacesapi.NamespacesClient, name string,
+	labels map[string]string) (*namespacesapi.Namespace, error) {
+	resp, err := client.Update(ctx, &namespacesapi.UpdateNamespaceRequest{
+		Namespace:  &namespacesapi.Namespace{Name: name, Labels: labels},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: labelPaths(labels)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetNamespace().GetName() == name {
+		return resp.GetNamespace(), nil
+	}
+	got, err := client.Get(ctx, &namespacesapi.GetNamespaceRequest{Name: name})
+	if err != nil {
+		return nil, err
+	}
+	return got.GetNamespace(), nil
 }
 
 // printNamespace shows a namespace just created or changed, as ls would.

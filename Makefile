@@ -1,0 +1,43 @@
+# berth: the two commands of the README are `make demo` and `make test`.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+GO ?= go
+REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/berth-dev/berth/version.Revision=$(REVISION)
+
+# Packages with concurrency run under the race detector.
+RACE_PKGS := ./content/... ./events/... ./metadata/... ./gc/... ./filters/... ./daemon/... ./services/...
+
+.PHONY: build demo demo-stop test deps-test lint unit integration bench-footprint clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+
+demo:
+	scripts/setup.sh demo
+	$(MAKE) build
+	scripts/demo.sh
+
+demo-stop:
+	scripts/demo.sh stop
+
+test:
+	scripts/setup.sh test
+	$(MAKE) build lint unit integration
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 -race $(RACE_PKGS)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /integration -e /bench/)
+
+integration:
+	BERTHD=$(CURDIR)/bin/berthd $(GO) test -count=1 -v ./integration/ 2>&1 | tee /tmp/berth-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
+
+bench-footprint: build
+	$(GO) run ./bench/footprint -berthd bin/berthd
+
+clean:
+	rm -rf bin/
