@@ -39,6 +39,9 @@ func (e *Envelope) Field(fieldpath []string) (string, bool) {
 	case "namespace":
 		return e.Namespace, len(e.Namespace) > 0
 	case "event":
+		if e.Event == nil {
+			return "", false
+		}
 		decoded, err := typeurl.UnmarshalAny(e.Event)
 		if err != nil {
 			return "", false

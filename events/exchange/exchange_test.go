@@ -280,6 +280,7 @@ func TestNoLeaks(t *testing.T) {
 				return
 			default:
 				publish(t, e, "ns", "/x", "x")
+				runtime.Gosched() // let subscribers come and go on one CPU too
 			}
 		}
 	}()
