@@ -83,8 +83,12 @@ func (c *conn) dialer(path string) func(context.Context, string) (net.Conn, erro
 }
 
 // explain returns the error to show the user for err, returned by a call on
-// c: a connectError when the daemon could not be reached, err otherwise.
+// c: a connectError when the daemon could not be reached, a note when it
+// lacks the service, err otherwise.
 func (c *conn) explain(err error) error {
+	if errdefs.IsNotImplemented(err) {
+		return fmt.Errorf("%w (not implemented by the daemon at %s)", err, c.address)
+	}
 	if err == nil || !errdefs.IsUnavailable(err) {
 		return err
 	}
@@ -135,11 +139,12 @@ func (a *app) run(ctx context.Context, fn func(context.Context, *conn) error) er
 	return err
 }
 
-// eachName calls fn for every name, printing each name done and each error,
-// so one bad name does not stop the rest. It stops early only when the
-// daemon is unreachable.
+// eachName calls fn for every name, printing each name done (a JSON list of
+// them with --format json) and each error, so one bad name does not stop the
+// rest. It stops early only when the daemon is unreachable.
 func (a *app) eachName(ctx context.Context, c *conn, names []string,
 	fn func(ctx context.Context, name string) error) error {
+	done := []string{}
 	failed := false
 	for _, name := range names {
 		err := c.explain(fn(ctx, name))
@@ -150,8 +155,15 @@ func (a *app) eachName(ctx context.Context, c *conn, names []string,
 		case err != nil:
 			a.printError(err)
 			failed = true
+		case a.opts.format == formatJSON:
+			done = append(done, name)
 		default:
 			fmt.Fprintln(a.stdout, name)
+		}
+	}
+	if a.opts.format == formatJSON {
+		if err := writeJSON(a.stdout, done); err != nil {
+			return err
 		}
 	}
 	if failed {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/containerd/errdefs"
 	"io"
 	"os"
 
@@ -104,14 +105,19 @@ func (in *ingestion) run(ctx context.Context, client contentapi.ContentClient, s
 	st, err := in.exchange(stream, &contentapi.WriteContentRequest{
 		Action: contentapi.WriteAction_STAT, Ref: in.ref, Total: in.total, Expected: in.expected.String(),
 	})
+	if errdefs.IsAlreadyExists(err) && in.expected != "" {
+		// As with ctr: the blob is there already, which is what was asked.
+		fmt.Fprintf(in.notes, "berth: %s already stored\n", in.expected)
+		return ingestResult{Ref: in.ref, Digest: in.expected.String(), Size: in.total}, nil
+	}
 	if err != nil {
 		return ingestResult{}, fmt.Errorf("ingest %q: %w", in.ref, err)
 	}
 	offset := in.resumeAt(st.GetOffset(), seeker, size, seekable)
-	offset, err = in.copy(stream, src, offset)
+	offset, err = in.copy(ctx, stream, src, offset)
 	if err != nil {
 		if ctx.Err() != nil {
-			return ingestResult{}, fmt.Errorf("ingest %q interrupted at offset %d, run it again to resume: %w",
+			return ingestResult{}, fmt.Errorf("ingest %q interrupted at offset %d (rerun it with the input in a file to resume): %w",
 				in.ref, offset, err)
 		}
 		return ingestResult{}, fmt.Errorf("ingest %q at offset %d: %w", in.ref, offset, err)
@@ -141,10 +147,16 @@ func (in *ingestion) resumeAt(held int64, seeker io.Seeker, size int64, seekable
 }
 
 // copy sends src from offset in WRITE messages and returns the new offset.
-func (in *ingestion) copy(stream contentapi.Content_WriteClient, src io.Reader, offset int64) (int64, error) {
+// It stops when ctx is done, so that input cut short by an interrupt is
+// never committed.
+func (in *ingestion) copy(ctx context.Context, stream contentapi.Content_WriteClient, src io.Reader,
+	offset int64) (int64, error) {
 	buf := make([]byte, ingestChunk)
 	for {
 		n, rerr := src.Read(buf)
+		if err := ctx.Err(); err != nil {
+			return offset, err
+		}
 		if n > 0 {
 			if _, err := in.exchange(stream, &contentapi.WriteContentRequest{
 				Action: contentapi.WriteAction_WRITE, Offset: offset, Data: buf[:n],

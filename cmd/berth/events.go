@@ -33,9 +33,11 @@ func newEventsCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "events",
 		Short: "Print the daemon's events as they happen, until interrupted",
-		Long: `Print one line per event: time, namespace, topic and the event as JSON.
-Filters such as 'topic~="^/namespaces/"' or 'namespace==default' select events;
-an event is shown when it matches any filter. --timeout ends the watch quietly.`,
+		Long: `Print one line per event: time, namespace, topic and the event as JSON;
+with --format json each line is one JSON object. Events of every namespace are
+shown unless filters such as 'topic~="^/namespaces/"' or 'namespace==default'
+select some; an event is shown when it matches any filter. Interrupting the
+command or reaching --timeout ends the watch without an error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.run(cmd.Context(), func(ctx context.Context, c *conn) error {

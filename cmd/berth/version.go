@@ -35,13 +35,13 @@ func newVersionCommand(a *app) *cobra.Command {
 		Short: "Show the versions of berth and of the daemon",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.run(cmd.Context(), a.version)
+			return a.run(cmd.Context(), a.printVersion)
 		},
 	}
 }
 
-// version prints the client's version even when the server cannot be asked.
-func (a *app) version(ctx context.Context, c *conn) error {
+// printVersion prints the client's version even when the server cannot be asked.
+func (a *app) printVersion(ctx context.Context, c *conn) error {
 	v := versionView{Client: clientVersion{Version: clientVersionString(), GoVersion: runtime.Version()}}
 	server, _, err := fetchServerInfo(ctx, c)
 	if err == nil {
