@@ -6,12 +6,13 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	berthversion "github.com/berth-dev/berth/version"
 	"github.com/spf13/cobra"
 )
 
-// version is berth's own version, set at link time with
-// -ldflags "-X main.version=v1.2.3"; module builds fall back to build info.
-var version = "dev"
+// version is berth's own version, shared with berthd (package version,
+// revision set at link time by the Makefile).
+var version = berthversion.Version + " (" + berthversion.Revision + ")"
 
 type versionView struct {
 	Client clientVersion  `json:"client"`
