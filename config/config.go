@@ -204,16 +204,16 @@ func (c *Config) claim(id string) *section {
 // has not been called for: after every plugin has initialised, these are
 // sections no berth plugin reads.
 func (c *Config) UndecodedPlugins() []Warning {
+	ps := c.pluginSet()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
 	var ws []Warning
-	for _, id := range c.PluginIDs() {
-		ps := c.pluginSet()
-		ps.mu.Lock()
-		s := ps.sections[id]
+	for _, s := range ps.sections {
 		if !s.decoded {
 			ws = append(ws, warnAt(s.item, s.key))
 		}
-		ps.mu.Unlock()
 	}
+	sort.Slice(ws, func(i, j int) bool { return ws[i].Key < ws[j].Key })
 	return ws
 }
 

@@ -234,3 +234,21 @@ func TestLoadV1(t *testing.T) {
 	}
 	wantWarnings(t, ws, []Warning{{File: path, Line: 6, Key: "plugins.cri.sandbox_image", Msg: msgIgnored}})
 }
+
+func TestDecodePluginConcurrent(t *testing.T) {
+	c, _ := mustLoad(t, "testdata/kubernetes-seed.toml")
+	done := make(chan error)
+	for range 8 {
+		go func() {
+			var cri criConfig
+			_, err := c.DecodePlugin("io.containerd.grpc.v1.cri", &cri)
+			_ = c.UndecodedPlugins()
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -60,17 +60,15 @@ func (d *decoder) decode(it *item, key string, v reflect.Value) error {
 	return decodeScalar(it, key, v)
 }
 
-// decodeText hands strings to types implementing encoding.TextUnmarshaler.
+// decodeText hands a scalar, as written, to a type implementing
+// encoding.TextUnmarshaler, as go-toml does; tables and arrays decode
+// field by field.
 func decodeText(it *item, key string, v reflect.Value) (bool, error) {
-	if !v.CanAddr() || !reflect.PointerTo(v.Type()).Implements(textUnmarshaler) {
+	if it.kind != kindScalar || !v.CanAddr() || !reflect.PointerTo(v.Type()).Implements(textUnmarshaler) {
 		return false, nil
 	}
-	s, ok := it.val.(string)
-	if !ok {
-		return true, mismatch(it, key, "string")
-	}
-	if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
-		return true, errorAt(it, key, fmt.Sprintf("invalid value %q: %v", s, err))
+	if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(it.text)); err != nil {
+		return true, errorAt(it, key, fmt.Sprintf("invalid value %q: %v", it.text, err))
 	}
 	return true, nil
 }

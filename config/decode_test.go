@@ -48,6 +48,7 @@ type target struct {
 	DurN     time.Duration     `toml:"dur_n"`
 	When     time.Time         `toml:"when"`
 	Up       upper             `toml:"up"`
+	Up2      upper             `toml:"up2"`
 	Ptr      *int              `toml:"ptr"`
 	List     []string          `toml:"list"`
 	Fixed    [2]int            `toml:"fixed"`
@@ -71,6 +72,7 @@ dur = "1m30s"
 dur_n = 5
 when = 2024-01-02T03:04:05Z
 up = "abc"
+up2 = 0x1f
 ptr = 42
 list = ["a", "b"]
 fixed = [1]
@@ -92,7 +94,7 @@ deep = 3
 	ptr := 42
 	want := target{
 		Inner: Inner{Deep: 7}, Shared: "outer", Name: "n", I8: -128, U16: 65535, F32: 1.5, F64: 3,
-		Dur: 90 * time.Second, DurN: 5, When: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), Up: "ABC",
+		Dur: 90 * time.Second, DurN: 5, When: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), Up: "ABC", Up2: "0X1F",
 		Ptr: &ptr, List: []string{"a", "b"}, Fixed: [2]int{1, 0},
 		Tables: []Inner{{Shared: "t0"}, {Deep: 1}}, Counts: map[string]int{"x": 1, "y": 2},
 		Any:    map[string]any{"k": []any{int64(1), "two"}},
@@ -110,7 +112,9 @@ func TestDecodeWarnings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := func(line int, key string) Warning { return Warning{File: "d.toml", Line: line, Key: key, Msg: msgIgnored} }
+	w := func(line int, key string) Warning {
+		return Warning{File: "d.toml", Line: line, Key: key, Msg: msgIgnored}
+	}
 	wantWarnings(t, ws, []Warning{w(1, "skip"), w(2, "unexport"), w(3, "nope"), w(4, "unused"), w(6, "nested.a.extra")})
 	if v.Skip != "" || v.Unused != "set" {
 		t.Errorf("Skip %q, Unused %q", v.Skip, v.Unused)
@@ -125,9 +129,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"f64 = 'x'", `d.toml:1:1: key "f64": expected float, got string`},
 		{"dur = 'soon'", `d.toml:1:1: key "dur": invalid duration "soon"`},
 		{"dur = true", `d.toml:1:1: key "dur": expected duration string or integer, got boolean`},
-		{"when = 5", `d.toml:1:1: key "when": expected string, got integer`},
+		{"when = 5", `d.toml:1:1: key "when": invalid value "5": parsing time`},
 		{"up = ''", `d.toml:1:1: key "up": invalid value "": empty`},
-		{"up = 1", `d.toml:1:1: key "up": expected string, got integer`},
+		{"up = {a = 1}", `d.toml:1:1: key "up": expected string, got table`},
 		{"name = 1979-05-27", `d.toml:1:1: key "name": expected string, got datetime`},
 		{"fixed = [1, 2, 3]", `d.toml:1:1: key "fixed": array has 3 elements, at most 2 allowed`},
 		{"list = [1]", `d.toml:1:9: key "list[0]": expected string, got integer`},
@@ -141,7 +145,7 @@ func TestDecodeErrors(t *testing.T) {
 	for _, tt := range tests {
 		var v target
 		_, err := decodeDoc(t, tt.doc, &v)
-		if err == nil || err.Error() != "config "+tt.want {
+		if err == nil || !strings.HasPrefix(err.Error(), "config "+tt.want) {
 			t.Errorf("%q: err = %v\nwant         config %s", tt.doc, err, tt.want)
 		}
 	}

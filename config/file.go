@@ -150,7 +150,7 @@ func (f *file) validate() error {
 			return f.invalid(k.key, fmt.Sprintf("must be an absolute path, got %q", k.val))
 		}
 	}
-	c.Debug.Level = strings.ToLower(c.Debug.Level)
+	c.Debug.Level = strings.ToLower(c.Debug.Level) // containerd's logger ignores case
 	if c.Debug.Level != "" && !slices.Contains(logLevels, c.Debug.Level) {
 		return f.invalid("debug.level", fmt.Sprintf("unknown log level %q, want one of %s", c.Debug.Level, strings.Join(logLevels, ", ")))
 	}

@@ -35,6 +35,7 @@ type item struct {
 	kind  itemKind
 	pos   pos
 	val   any              // kindScalar: string, int64, float64, bool, time.Time, toml.Local*
+	text  string           // kindScalar: the value as written, for encoding.TextUnmarshaler
 	table map[string]*item // kindTable
 	keys  []string         // kindTable: keys in the order they were written
 	array []*item          // kindArray
@@ -292,7 +293,7 @@ func (p *parser) value(n *unstable.Node, at pos, key string) (*item, error) {
 	if err != nil {
 		return nil, &Error{File: at.File, Line: at.Line, Column: at.Col, Key: key, Msg: err.Error()}
 	}
-	return &item{kind: kindScalar, pos: at, val: v}, nil
+	return &item{kind: kindScalar, pos: at, val: v, text: string(n.Data)}, nil
 }
 
 func (p *parser) array(n *unstable.Node, at pos, key string) (*item, error) {
