@@ -150,9 +150,15 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 }
 
-// Close stops serving (giving in-flight calls a few seconds), stops the
-// plugins and closes the database, then releases the root lock.
+// Close ends the streams that never end by themselves (event
+// subscriptions), stops serving (giving in-flight calls a few seconds),
+// stops the plugins and closes the database, then releases the root lock.
 func (d *Daemon) Close() error {
+	for _, p := range d.plugins.Plugins() {
+		if s, ok := p.Instance.(streamService); ok && p.Err == nil {
+			s.Shutdown()
+		}
+	}
 	if d.grpc != nil {
 		done := make(chan struct{})
 		go func() { d.grpc.GracefulStop(); close(done) }()

@@ -15,7 +15,11 @@ import (
 	introspectionsvc "github.com/berth-dev/berth/services/introspection"
 	leasessvc "github.com/berth-dev/berth/services/leases"
 	namespacessvc "github.com/berth-dev/berth/services/namespaces"
+	snapshotssvc "github.com/berth-dev/berth/services/snapshots"
 	versionsvc "github.com/berth-dev/berth/services/version"
+	"github.com/berth-dev/berth/snapshots"
+	"github.com/berth-dev/berth/snapshots/native"
+	"github.com/berth-dev/berth/snapshots/overlay"
 	"github.com/berth-dev/berth/version"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/grpc"
@@ -26,6 +30,10 @@ type grpcService interface{ Register(*grpc.Server) }
 
 // ttrpcService is what a ttrpc plugin's instance is.
 type ttrpcService interface{ RegisterTTRPC(*ttrpc.Server) }
+
+// streamService is a service with streams that never end by themselves
+// (event subscriptions); Shutdown ends them.
+type streamService interface{ Shutdown() }
 
 // registrations lists every plugin in initialization order; each requires
 // only plugins listed before it.
@@ -38,7 +46,15 @@ func (d *Daemon) registrations() []*plugin.Registration {
 			ic.Exports["root"] = ic.Root
 			return local.NewStore(ic.Root)
 		}},
-		{Type: plugin.MetadataPlugin, ID: "bolt", Requires: []plugin.Type{plugin.ContentPlugin, plugin.EventPlugin}, InitFn: initMetadata},
+		{Type: plugin.SnapshotPlugin, ID: "overlayfs", InitFn: func(_ context.Context, ic *plugin.InitContext) (any, error) {
+			ic.Exports["root"] = ic.Root
+			return overlay.NewSnapshotter(ic.Root)
+		}},
+		{Type: plugin.SnapshotPlugin, ID: "native", InitFn: func(_ context.Context, ic *plugin.InitContext) (any, error) {
+			ic.Exports["root"] = ic.Root
+			return native.NewSnapshotter(ic.Root)
+		}},
+		{Type: plugin.MetadataPlugin, ID: "bolt", Requires: []plugin.Type{plugin.ContentPlugin, plugin.EventPlugin, plugin.SnapshotPlugin}, InitFn: initMetadata},
 		{Type: plugin.GCPlugin, ID: "scheduler", Requires: []plugin.Type{plugin.MetadataPlugin},
 			Config: func() any { return gc.DefaultSchedulerConfig() }, InitFn: initGC},
 		{Type: plugin.LeasePlugin, ID: "manager", Requires: []plugin.Type{plugin.MetadataPlugin}, InitFn: func(_ context.Context, ic *plugin.InitContext) (any, error) {
@@ -76,6 +92,17 @@ func (d *Daemon) registrations() []*plugin.Registration {
 			}
 			return leasessvc.New(lm.(*metadata.LeaseManager)), nil
 		}),
+		grpcPlugin("snapshots", []plugin.Type{plugin.MetadataPlugin}, func(ic *plugin.InitContext) (any, error) {
+			db, err := getDB(ic)
+			return withDB(db, err, func() any {
+				return snapshotssvc.New(func(name string) snapshots.Snapshotter {
+					if s := db.Snapshotter(name); s != nil {
+						return s
+					}
+					return nil
+				})
+			})
+		}),
 		grpcPlugin("events", []plugin.Type{plugin.EventPlugin}, func(ic *plugin.InitContext) (any, error) {
 			ex, err := ic.Get(plugin.EventPlugin)
 			if err != nil {
@@ -100,9 +127,13 @@ func initMetadata(ctx context.Context, ic *plugin.InitContext) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	sns := map[string]snapshots.Snapshotter{}
+	for id, sn := range ic.GetAll(plugin.SnapshotPlugin) {
+		sns[id] = sn.(snapshots.Snapshotter)
+	}
 	path := filepath.Join(ic.Root, "meta.db")
 	ic.Exports["path"] = path
-	return metadata.Open(path, cs.(*local.Store), metadata.WithPublisher(ex.(*exchange.Exchange)))
+	return metadata.Open(path, cs.(*local.Store), metadata.WithPublisher(ex.(*exchange.Exchange)), metadata.WithSnapshotters(sns))
 }
 
 // initGC starts the scheduler; it runs until the daemon's context ends.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/log"
+	"github.com/containerd/errdefs"
 )
 
 // SchedulerConfig is the [plugins."io.containerd.gc.v1.scheduler"] section.
@@ -15,8 +16,8 @@ type SchedulerConfig struct {
 	// PauseThreshold is accepted for compatibility; a berth collection
 	// pauses writers only for its short sweep.
 	PauseThreshold float64 `toml:"pause_threshold"`
-	// DeletionThreshold: collect after this many deletions (0: after the
-	// first one, once ScheduleDelay has passed).
+	// DeletionThreshold: collect once this many deletions have happened
+	// (0: after the first one), ScheduleDelay later.
 	DeletionThreshold int `toml:"deletion_threshold"`
 	// MutationThreshold is accepted for compatibility.
 	MutationThreshold int `toml:"mutation_threshold"`
@@ -58,8 +59,13 @@ type Scheduler struct {
 	trigger   chan struct{}
 }
 
-// NewScheduler validates cfg and returns a scheduler for c.
+// NewScheduler validates cfg and returns a scheduler for c; a nil cfg is
+// DefaultSchedulerConfig. Invalid values are errdefs.ErrInvalidArgument
+// errors naming the key.
 func NewScheduler(c Collector, cfg *SchedulerConfig) (*Scheduler, error) {
+	if cfg == nil {
+		cfg = DefaultSchedulerConfig()
+	}
 	s := &Scheduler{c: c, threshold: cfg.DeletionThreshold, trigger: make(chan struct{}, 1)}
 	var err error
 	if s.scheduleDelay, err = parseDuration("schedule_delay", cfg.ScheduleDelay); err != nil {
@@ -72,10 +78,10 @@ func NewScheduler(c Collector, cfg *SchedulerConfig) (*Scheduler, error) {
 		return nil, err
 	}
 	if cfg.PauseThreshold < 0 || cfg.PauseThreshold > 0.5 {
-		return nil, fmt.Errorf("gc scheduler: pause_threshold %v must be between 0 and 0.5", cfg.PauseThreshold)
+		return nil, fmt.Errorf("gc scheduler: pause_threshold %v must be between 0 and 0.5: %w", cfg.PauseThreshold, errdefs.ErrInvalidArgument)
 	}
 	if cfg.DeletionThreshold < 0 {
-		return nil, fmt.Errorf("gc scheduler: deletion_threshold %d must not be negative", cfg.DeletionThreshold)
+		return nil, fmt.Errorf("gc scheduler: deletion_threshold %d must not be negative: %w", cfg.DeletionThreshold, errdefs.ErrInvalidArgument)
 	}
 	return s, nil
 }
@@ -86,7 +92,7 @@ func parseDuration(key, v string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
-		return 0, fmt.Errorf("gc scheduler: %s %q is not a duration such as \"100ms\" or \"10m\"", key, v)
+		return 0, fmt.Errorf("gc scheduler: %s %q is not a duration such as \"100ms\" or \"10m\": %w", key, v, errdefs.ErrInvalidArgument)
 	}
 	return d, nil
 }
@@ -95,7 +101,8 @@ func parseDuration(key, v string) (time.Duration, error) {
 func (s *Scheduler) Deleted() {
 	s.mu.Lock()
 	s.deletions++
-	due := s.deletions > s.threshold
+	// containerd's rule: deletion_threshold deletions, or any one when 0.
+	due := s.deletions >= max(s.threshold, 1)
 	s.mu.Unlock()
 	if due {
 		select {
@@ -122,6 +129,12 @@ func (s *Scheduler) Run(ctx context.Context) {
 		s.mu.Lock()
 		s.deletions = 0
 		s.mu.Unlock()
+		// The collection about to run covers every deletion so far,
+		// including those that triggered again during the delay.
+		select {
+		case <-s.trigger:
+		default:
+		}
 		if err := s.c.GarbageCollect(ctx); err != nil && ctx.Err() == nil {
 			log.G(ctx).Error("garbage collection failed", "error", err)
 		}

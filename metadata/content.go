@@ -174,28 +174,31 @@ func infoAdaptor(info content.Info) filters.Adaptor {
 }
 
 // addBlobRef records dgst in namespace ns (inside tx) and in the context's
-// lease. It returns AlreadyExists when ns already referenced it.
-func (db *DB) addBlobRef(ctx context.Context, tx *bolt.Tx, ns string, dgst digest.Digest, size int64, lbls map[string]string) error {
+// lease, and reports whether the reference is new. A reference the
+// namespace had already is added to the lease all the same: the client
+// holding it may drop it at any time, and the lease must keep the blob.
+func (db *DB) addBlobRef(ctx context.Context, tx *bolt.Tx, ns string, dgst digest.Digest, size int64, lbls map[string]string) (bool, error) {
 	bb, err := createBucket(tx, []byte(ns), bucketKeyContent, bucketKeyBlob)
 	if err != nil {
-		return err
+		return false, err
 	}
+	lease := leases.Resource{Type: resourceContent, ID: dgst.String()}
 	if bb.Bucket([]byte(dgst)) != nil {
-		return fmt.Errorf("content %s in namespace %q: %w", dgst, ns, errdefs.ErrAlreadyExists)
+		return false, addToContextLease(ctx, tx, ns, lease)
 	}
 	b, err := bb.CreateBucket([]byte(dgst))
 	if err != nil {
-		return err
+		return false, err
 	}
 	now := time.Now().UTC()
 	if err := writeTimestamps(b, now, now); err != nil {
-		return err
+		return false, err
 	}
 	if err := writeInt(b, keySize, size); err != nil {
-		return err
+		return false, err
 	}
 	if err := writeMap(b, bucketKeyLabels, lbls); err != nil {
-		return err
+		return false, err
 	}
-	return addToContextLease(ctx, tx, ns, leases.Resource{Type: resourceContent, ID: dgst.String()})
+	return true, addToContextLease(ctx, tx, ns, lease)
 }

@@ -30,6 +30,7 @@ import (
 
 	"github.com/berth-dev/berth/content"
 	"github.com/berth-dev/berth/events"
+	"github.com/berth-dev/berth/snapshots"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -38,8 +39,9 @@ import (
 // what is unreferenced.
 type DB struct {
 	bolt      *bolt.DB
-	backend   content.Store
-	publisher events.Publisher
+	backend      content.Store
+	publisher    events.Publisher
+	snapshotters map[string]snapshots.Snapshotter
 
 	gcLock sync.RWMutex
 	// mutated is called after a delete, so a scheduler can plan a collection.

@@ -176,7 +176,13 @@ func (db *DB) ingestRoots(ctx context.Context, ns string, ib *bolt.Bucket, now t
 			return nil // lives as long as its lease
 		}
 		st, err := db.backend.Status(ctx, backendRef(ns, string(ref)))
-		if err != nil || now.Sub(st.UpdatedAt) < IngestExpiry {
+		switch {
+		case errdefs.IsNotFound(err):
+			// The backend ingest is gone (a process died between its commit
+			// or abort and the record's removal): the record is garbage.
+			// Writer and Commit change both under gcLock, so a sweep never
+			// sees one without the other while they run.
+		case err != nil || now.Sub(st.UpdatedAt) < IngestExpiry:
 			roots = append(roots, gc.Node{Type: gc.ResourceIngest, Namespace: ns, Key: string(ref)})
 		}
 		return nil

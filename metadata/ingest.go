@@ -79,26 +79,28 @@ func (cs *ContentStore) ListStatuses(ctx context.Context, fs ...string) ([]conte
 	return out, nil
 }
 
-// Abort cancels ingest ref and drops its bytes.
+// Abort cancels ingest ref and drops its bytes. While a writer holds the
+// ref the backend refuses (Unavailable) and the ingest stays as it was.
 func (cs *ContentStore) Abort(ctx context.Context, ref string) error {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return err
 	}
-	err = cs.db.update(func(tx *bolt.Tx) error {
-		b := bucket(tx, []byte(ns), bucketKeyContent, bucketKeyIngests)
-		if b == nil || b.Bucket([]byte(ref)) == nil {
+	if err := cs.db.view(func(tx *bolt.Tx) error {
+		if bucket(tx, []byte(ns), bucketKeyContent, bucketKeyIngests, []byte(ref)) == nil {
 			return notFound("ingest %q in namespace %q", ref, ns)
 		}
-		return b.DeleteBucket([]byte(ref))
-	})
-	if err != nil {
+		return nil
+	}); err != nil {
 		return err
 	}
+	// The backend first: the record goes only once the bytes have gone.
 	if err := cs.db.backend.Abort(ctx, backendRef(ns, ref)); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("abort ingest %q in namespace %q: %w", ref, ns, err)
 	}
-	return nil
+	return cs.db.update(func(tx *bolt.Tx) error {
+		return dropIngest(ctx, tx, ns, ref)
+	})
 }
 
 // Writer opens or resumes ingest ref in the context's namespace. When the
@@ -124,23 +126,52 @@ func (cs *ContentStore) Writer(ctx context.Context, opts ...content.WriterOpt) (
 			return nil, err
 		}
 	}
-	if err := cs.recordIngest(ctx, ns, wo); err != nil {
+	w, err := cs.openIngest(ctx, ns, wo)
+	if errdefs.IsAlreadyExists(err) && wo.Desc.Digest != "" {
+		// Another writer committed the blob since shareExisting looked.
+		if serr := cs.shareExisting(ctx, ns, wo); serr != nil {
+			return nil, serr
+		}
+	}
+	return w, err
+}
+
+// openIngest records ingest wo.Ref in namespace ns and opens its backend
+// writer, under the read side of gcLock so that a sweep sees both or
+// neither (a record without a backend ingest is garbage). A record made
+// by this call is removed again when the backend refuses the writer,
+// unless another writer holds the ref (Unavailable) and needs it.
+func (cs *ContentStore) openIngest(ctx context.Context, ns string, wo content.WriterOpts) (content.Writer, error) {
+	cs.db.gcLock.RLock()
+	defer cs.db.gcLock.RUnlock()
+	var created bool
+	if err := cs.db.bolt.Update(func(tx *bolt.Tx) error {
+		var err error
+		created, err = recordIngest(ctx, tx, ns, wo.Ref)
+		return err
+	}); err != nil {
 		return nil, err
 	}
-	wo.Ref = backendRef(ns, wo.Ref)
-	w, err := cs.db.backend.Writer(ctx, content.WithRef(wo.Ref), content.WithDescriptor(wo.Desc))
+	w, err := cs.db.backend.Writer(ctx, content.WithRef(backendRef(ns, wo.Ref)), content.WithDescriptor(wo.Desc))
 	if err != nil {
+		if created && !errdefs.IsUnavailable(err) {
+			_ = cs.db.bolt.Update(func(tx *bolt.Tx) error { return dropIngest(ctx, tx, ns, wo.Ref) })
+		}
 		return nil, err
 	}
-	return &nsWriter{Writer: w, db: cs.db, ns: ns, ref: wo.Ref[len(ns)+1:]}, nil
+	return &nsWriter{Writer: w, db: cs.db, ns: ns, ref: wo.Ref}, nil
 }
 
 // shareExisting returns AlreadyExists when the expected blob is in the
 // backend, after giving the namespace a reference to it; nil otherwise.
 func (cs *ContentStore) shareExisting(ctx context.Context, ns string, wo content.WriterOpts) error {
 	info, err := cs.db.backend.Info(ctx, wo.Desc.Digest)
-	if err != nil || (wo.Desc.Size > 0 && wo.Desc.Size != info.Size) {
+	if err != nil {
 		return nil
+	}
+	if wo.Desc.Size > 0 && wo.Desc.Size != info.Size {
+		return fmt.Errorf("content %s is stored with size %d, the descriptor says %d: %w",
+			wo.Desc.Digest, info.Size, wo.Desc.Size, errdefs.ErrFailedPrecondition)
 	}
 	cs.db.gcLock.RLock()
 	defer cs.db.gcLock.RUnlock()
@@ -148,36 +179,52 @@ func (cs *ContentStore) shareExisting(ctx context.Context, ns string, wo content
 	if _, err := cs.db.backend.Info(ctx, wo.Desc.Digest); err != nil {
 		return nil
 	}
+	var created bool
 	err = cs.db.bolt.Update(func(tx *bolt.Tx) error {
-		return cs.db.addBlobRef(ctx, tx, ns, wo.Desc.Digest, info.Size, nil)
+		created, err = cs.db.addBlobRef(ctx, tx, ns, wo.Desc.Digest, info.Size, nil)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	cs.db.publish(ctx, "/content/create", &eventstypes.ContentCreate{Digest: wo.Desc.Digest.String(), Size: info.Size})
-	return fmt.Errorf("content %s: %w", wo.Desc.Digest, errdefs.ErrAlreadyExists)
+	if created {
+		cs.db.publish(ctx, "/content/create", &eventstypes.ContentCreate{Digest: wo.Desc.Digest.String(), Size: info.Size})
+	}
+	return fmt.Errorf("content %s in namespace %q: %w", wo.Desc.Digest, ns, errdefs.ErrAlreadyExists)
 }
 
-func (cs *ContentStore) recordIngest(ctx context.Context, ns string, wo content.WriterOpts) error {
-	return cs.db.update(func(tx *bolt.Tx) error {
-		ib, err := createBucket(tx, []byte(ns), bucketKeyContent, bucketKeyIngests)
-		if err != nil {
+// recordIngest records ingest ref of namespace ns, and in the context's
+// lease, and reports whether the record is new.
+func recordIngest(ctx context.Context, tx *bolt.Tx, ns, ref string) (bool, error) {
+	ib, err := createBucket(tx, []byte(ns), bucketKeyContent, bucketKeyIngests)
+	if err != nil {
+		return false, err
+	}
+	created := ib.Bucket([]byte(ref)) == nil
+	b, err := ib.CreateBucketIfNotExists([]byte(ref))
+	if err != nil {
+		return false, err
+	}
+	if err := b.Put(keyRef, []byte(backendRef(ns, ref))); err != nil {
+		return false, err
+	}
+	if _, leased := leases.FromContext(ctx); leased {
+		if err := b.Put(keyLeased, []byte{1}); err != nil {
+			return false, err
+		}
+	}
+	return created, addToContextLease(ctx, tx, ns, leases.Resource{Type: resourceIngests, ID: ref})
+}
+
+// dropIngest removes the record of ingest ref of namespace ns, if any, and
+// its entry in the context's lease.
+func dropIngest(ctx context.Context, tx *bolt.Tx, ns, ref string) error {
+	if ib := bucket(tx, []byte(ns), bucketKeyContent, bucketKeyIngests); ib != nil && ib.Bucket([]byte(ref)) != nil {
+		if err := ib.DeleteBucket([]byte(ref)); err != nil {
 			return err
 		}
-		b, err := ib.CreateBucketIfNotExists([]byte(wo.Ref))
-		if err != nil {
-			return err
-		}
-		if err := b.Put(keyRef, []byte(backendRef(ns, wo.Ref))); err != nil {
-			return err
-		}
-		if _, leased := leases.FromContext(ctx); leased {
-			if err := b.Put(keyLeased, []byte{1}); err != nil {
-				return err
-			}
-		}
-		return addToContextLease(ctx, tx, ns, leases.Resource{Type: resourceIngests, ID: wo.Ref})
-	})
+	}
+	return removeFromContextLease(ctx, tx, ns, leases.Resource{Type: resourceIngests, ID: ref})
 }
 
 // nsWriter commits into the backend, then turns the namespace's ingest
@@ -221,25 +268,20 @@ func (w *nsWriter) Commit(ctx context.Context, size int64, expected digest.Diges
 	if err != nil {
 		return fmt.Errorf("commit ingest %q: blob %s missing after commit: %w", w.ref, dgst, err)
 	}
-	var exists error
+	var created bool
 	err = w.db.bolt.Update(func(tx *bolt.Tx) error {
-		if ib := bucket(tx, []byte(w.ns), bucketKeyContent, bucketKeyIngests); ib != nil && ib.Bucket([]byte(w.ref)) != nil {
-			if err := ib.DeleteBucket([]byte(w.ref)); err != nil {
-				return err
-			}
+		if err := dropIngest(ctx, tx, w.ns, w.ref); err != nil {
+			return err
 		}
-		err := w.db.addBlobRef(ctx, tx, w.ns, dgst, bi.Size, info.Labels)
-		if errdefs.IsAlreadyExists(err) {
-			exists = err // the ingest is done with all the same
-			return nil
-		}
+		created, err = w.db.addBlobRef(ctx, tx, w.ns, dgst, bi.Size, info.Labels)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if exists != nil {
-		return exists
+	if !created {
+		// The ingest is done with all the same.
+		return fmt.Errorf("content %s in namespace %q: %w", dgst, w.ns, errdefs.ErrAlreadyExists)
 	}
 	w.db.publish(ctx, "/content/create", &eventstypes.ContentCreate{Digest: dgst.String(), Size: bi.Size})
 	return nil

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/filters"
-	"github.com/berth-dev/berth/identifiers"
 	"github.com/berth-dev/berth/labels"
 	"github.com/berth-dev/berth/leases"
 	"github.com/berth-dev/berth/namespaces"
@@ -34,8 +33,14 @@ func (lm *LeaseManager) Create(ctx context.Context, l leases.Lease) (leases.Leas
 	if err != nil {
 		return leases.Lease{}, err
 	}
-	if err := identifiers.Validate(l.ID); err != nil {
-		return leases.Lease{}, fmt.Errorf("lease id: %w", err)
+	// containerd takes any non-empty lease ID: ctr and the client
+	// libraries generate "<nanoseconds>-<URL-safe base64>", which may
+	// hold "--" or end in '_', so identifier rules would refuse them.
+	if l.ID == "" {
+		return leases.Lease{}, fmt.Errorf("lease id must not be empty: %w", errdefs.ErrInvalidArgument)
+	}
+	if len(l.ID) > bolt.MaxKeySize {
+		return leases.Lease{}, fmt.Errorf("lease id is %d bytes, over the maximum of %d: %w", len(l.ID), bolt.MaxKeySize, errdefs.ErrInvalidArgument)
 	}
 	if err := labels.ValidateAll(l.Labels); err != nil {
 		return leases.Lease{}, fmt.Errorf("lease %q: %w", l.ID, err)
@@ -215,6 +220,27 @@ func addToContextLease(ctx context.Context, tx *bolt.Tx, ns string, r leases.Res
 		return nil
 	}
 	return addLeaseResource(tx, ns, id, r)
+}
+
+// removeFromContextLease removes r from the lease of ctx, if any and if
+// it still exists.
+func removeFromContextLease(ctx context.Context, tx *bolt.Tx, ns string, r leases.Resource) error {
+	id, ok := leases.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	lb := bucket(tx, []byte(ns), bucketKeyLeases, []byte(id))
+	if lb == nil {
+		return nil
+	}
+	path, key, err := resourcePath(r)
+	if err != nil {
+		return err
+	}
+	if b := nestedBucket(lb, path); b != nil {
+		return b.Delete(key)
+	}
+	return nil
 }
 
 // resourcePath maps a resource to its sub-bucket path and key in a lease.

@@ -137,6 +137,14 @@ func namespaceContents(nb *bolt.Bucket) []string {
 			if n := countKeys(cb.Bucket(bucketKeyIngests)); n > 0 {
 				left = append(left, fmt.Sprintf("content ingests (%d)", n))
 			}
+		case string(bucketKeySnapshots):
+			sb := nb.Bucket(k)
+			_ = sb.ForEachBucket(func(name []byte) error {
+				if n := countKeys(sb.Bucket(name)); n > 0 {
+					left = append(left, fmt.Sprintf("%s snapshots (%d)", name, n))
+				}
+				return nil
+			})
 		default:
 			if n := countKeys(nb.Bucket(k)); n > 0 {
 				left = append(left, fmt.Sprintf("%s (%d)", k, n))

@@ -22,6 +22,7 @@ type Type string
 // Plugin types.
 const (
 	ContentPlugin  Type = "io.containerd.content.v1"
+	SnapshotPlugin Type = "io.containerd.snapshotter.v1"
 	MetadataPlugin Type = "io.containerd.metadata.v1"
 	GCPlugin       Type = "io.containerd.gc.v1"
 	EventPlugin    Type = "io.containerd.event.v1"

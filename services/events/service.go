@@ -6,6 +6,7 @@ package events
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/events"
@@ -31,10 +32,18 @@ type Exchange interface {
 type Service struct {
 	api.UnimplementedEventsServer
 	ex Exchange
+	// shutdown closes when the daemon stops: subscriptions end then.
+	shutdown     chan struct{}
+	shutdownOnce sync.Once
 }
 
 // New returns the service over ex.
-func New(ex Exchange) *Service { return &Service{ex: ex} }
+func New(ex Exchange) *Service { return &Service{ex: ex, shutdown: make(chan struct{})} }
+
+// Shutdown ends every subscription, present and future, with Unavailable.
+// A subscription never ends by itself, so the daemon calls this before its
+// graceful stop, which would otherwise wait for them until it times out.
+func (s *Service) Shutdown() { s.shutdownOnce.Do(func() { close(s.shutdown) }) }
 
 // Register adds the service to s.
 func (s *Service) Register(srv *grpc.Server) { api.RegisterEventsServer(srv, s) }
@@ -81,6 +90,8 @@ func (s *Service) Subscribe(req *api.SubscribeRequest, stream api.Events_Subscri
 			}
 		case err := <-errs:
 			return err
+		case <-s.shutdown:
+			return fmt.Errorf("events: berthd is shutting down: %w", errdefs.ErrUnavailable)
 		}
 	}
 }

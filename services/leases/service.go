@@ -4,6 +4,9 @@ package leases
 
 import (
 	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
 
 	"github.com/berth-dev/berth/leases"
 	api "github.com/containerd/containerd/api/services/leases/v1"
@@ -24,8 +27,14 @@ func New(lm leases.Manager) *Service { return &Service{lm: lm} }
 // Register adds the service to s.
 func (s *Service) Register(srv *grpc.Server) { api.RegisterLeasesServer(srv, s) }
 
+// Create creates a lease; as containerd's service does, it makes an ID up
+// when the request has none.
 func (s *Service) Create(ctx context.Context, req *api.CreateRequest) (*api.CreateResponse, error) {
-	l, err := s.lm.Create(ctx, leases.Lease{ID: req.ID, Labels: req.Labels})
+	id := req.ID
+	if id == "" {
+		id = randomID()
+	}
+	l, err := s.lm.Create(ctx, leases.Lease{ID: id, Labels: req.Labels})
 	if err != nil {
 		return nil, err
 	}
@@ -68,6 +77,13 @@ func (s *Service) ListResources(ctx context.Context, req *api.ListResourcesReque
 		resp.Resources = append(resp.Resources, &api.Resource{ID: r.ID, Type: r.Type})
 	}
 	return resp, nil
+}
+
+// randomID is the time and random bytes, in letters and digits only.
+func randomID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%d-%x", time.Now().UnixNano(), b)
 }
 
 func toProto(l leases.Lease) *api.Lease {
