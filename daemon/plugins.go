@@ -5,11 +5,13 @@ import (
 	"path/filepath"
 
 	"github.com/berth-dev/berth/content/local"
+	"github.com/berth-dev/berth/diff/apply"
 	"github.com/berth-dev/berth/events/exchange"
 	"github.com/berth-dev/berth/gc"
 	"github.com/berth-dev/berth/metadata"
 	"github.com/berth-dev/berth/plugin"
 	contentsvc "github.com/berth-dev/berth/services/content"
+	diffsvc "github.com/berth-dev/berth/services/diff"
 	eventssvc "github.com/berth-dev/berth/services/events"
 	imagessvc "github.com/berth-dev/berth/services/images"
 	introspectionsvc "github.com/berth-dev/berth/services/introspection"
@@ -102,6 +104,17 @@ func (d *Daemon) registrations() []*plugin.Registration {
 					return nil
 				})
 			})
+		}),
+		{Type: plugin.DiffPlugin, ID: "walking", Requires: []plugin.Type{plugin.MetadataPlugin}, InitFn: func(_ context.Context, ic *plugin.InitContext) (any, error) {
+			db, err := getDB(ic)
+			return withDB(db, err, func() any { return apply.New(db.ContentStore()) })
+		}},
+		grpcPlugin("diff", []plugin.Type{plugin.DiffPlugin}, func(ic *plugin.InitContext) (any, error) {
+			d, err := ic.Get(plugin.DiffPlugin)
+			if err != nil {
+				return nil, err
+			}
+			return diffsvc.New(d.(*apply.Differ)), nil
 		}),
 		grpcPlugin("events", []plugin.Type{plugin.EventPlugin}, func(ic *plugin.InitContext) (any, error) {
 			ex, err := ic.Get(plugin.EventPlugin)
