@@ -14,9 +14,11 @@
 //     repositories of their own and are not concerned.
 //  3. Layers only import downwards. The leaf subsystems (content,
 //     content/local, filters, identifiers, labels, events, events/exchange,
-//     images, leases, gc, log, namespaces, plugin, config) never reach
-//     daemon, services/..., metadata or cmd/...; metadata never reaches
-//     services/... or daemon; services/... never reach daemon.
+//     images, leases, gc, log, namespaces, plugin, config, and since
+//     then snapshots/..., mount, archive/..., diff/... and remotes/hosts)
+//     never reach daemon, services/..., metadata or cmd/...; metadata
+//     never reaches services/... or daemon; services/... never reach
+//     daemon.
 //  4. No grab-bag packages: none is named util, utils, common or helpers.
 //
 // Rules 1 to 3 are rows of a table in rules_test.go: a new subsystem

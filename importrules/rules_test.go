@@ -31,11 +31,15 @@ type rule struct {
 }
 
 // leaves are the subsystems that only shared rules sit under. New leaf
-// subsystems (snapshots, mount, ...) join this list.
+// subsystems join this list.
 var leaves = []string{
 	"content", "content/local", "filters", "identifiers", "labels",
 	"events", "events/exchange", "images", "leases", "gc", "log",
 	"namespaces", "plugin", "config",
+	// Added with the snapshot, diff and pull work.
+	"snapshots", "snapshots/overlay", "snapshots/native", "snapshots/storage",
+	"snapshots/testsuite", "mount", "archive", "archive/compression",
+	"diff", "diff/apply", "remotes/hosts",
 }
 
 var rules = []rule{

@@ -3,6 +3,8 @@ package integration
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -115,4 +117,42 @@ func TestContent(t *testing.T) {
 			t.Errorf("content ls in c after collection = %v, want nothing", got)
 		}
 	})
+}
+
+// TestConcurrentIngest ingests one blob from six ctr at once, two refs in
+// each of three namespaces: every namespace gets it, the bytes are stored
+// once.
+func TestConcurrentIngest(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	blob := randomBlob(t, 4<<20)
+	dgst := digestOf(blob)
+	var jobs []*background
+	for i := range 6 {
+		ns, ref := fmt.Sprintf("ns%d", i%3), fmt.Sprintf("ref%d", i%2)
+		jobs = append(jobs, d.ctrBackground(bytes.NewReader(blob), "-n", ns, "content", "ingest", ref))
+	}
+	for i, j := range jobs {
+		if !j.wait(ctrTimeout) {
+			t.Fatalf("ingest %d still running after %s", i, ctrTimeout)
+		}
+		if j.err != nil {
+			t.Errorf("ingest %d: %v\n%s", i, j.err, j.stderr)
+		}
+	}
+	for i := range 3 {
+		ns := fmt.Sprintf("ns%d", i)
+		if got := contentLabels(t, d.mustCtr("-n", ns, "content", "ls")); len(got) != 1 || got[dgst] == "" {
+			t.Errorf("content ls in %s = %v, want only %s", ns, got, dgst)
+		}
+		if got := activeSizes(t, d.mustCtr("-n", ns, "content", "active")); len(got) != 0 {
+			t.Errorf("content active in %s = %v, want nothing", ns, got)
+		}
+	}
+	if got := d.blobFiles(); len(got) != 1 {
+		t.Errorf("blob files = %q, want one", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(d.Root, "io.containerd.content.v1.content", "ingest", "*")); len(left) != 0 {
+		t.Errorf("ingest directories left on disk: %v", left)
+	}
 }

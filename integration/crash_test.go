@@ -66,7 +66,8 @@ func TestCrash(t *testing.T) {
 	blob := randomBlob(t, 24<<20)
 	dgst := digestOf(blob)
 	resumed := startIngest(t, d, "crash", "resumed", blob[:3<<20])
-	aborted := startIngest(t, d, "crash", "aborted", blob[:1<<20])
+	// ctr sends nothing before it has read 1 MiB.
+	aborted := startIngest(t, d, "crash", "aborted", blob[:2<<20])
 	waitProgress(t, d, "crash", "resumed")
 	waitProgress(t, d, "crash", "aborted")
 
@@ -105,17 +106,7 @@ func TestCrash(t *testing.T) {
 		}
 	}
 
-	// ctr resumes by seeking its stdin to the ingest's offset: a file.
-	path := filepath.Join(t.TempDir(), "blob")
-	if err := os.WriteFile(path, blob, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	d.mustCtrIn(f, "-n", "crash", "content", "ingest", "--expected-digest", dgst, "resumed")
+	d.mustCtrIn(fileOf(t, blob), "-n", "crash", "content", "ingest", "--expected-digest", dgst, "resumed")
 	if got := contentLabels(t, d.mustCtr("-n", "crash", "content", "ls")); len(got) != 1 || got[dgst] == "" {
 		t.Errorf("content after resuming = %v, want %s", got, dgst)
 	}
@@ -134,4 +125,46 @@ func TestCrash(t *testing.T) {
 	}
 	d.mustCtr("-n", "crash", "content", "rm", dgst)
 	d.waitBlobGone(dgst)
+}
+
+// fileOf returns b as an open file: ctr resumes an ingest by seeking its
+// stdin to the ingest's offset.
+func fileOf(t *testing.T, b []byte) *os.File {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestShutdownDuringIngest stops berthd with SIGTERM while an upload
+// stalls: berthd gives it a few seconds, exits 0, and the ingest resumes
+// after a restart.
+func TestShutdownDuringIngest(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	blob := randomBlob(t, 4<<20)
+	ing := startIngest(t, d, "stop", "stalled", blob[:2<<20])
+	waitProgress(t, d, "stop", "stalled")
+
+	d.stopWithin(8 * time.Second)
+	ing.w.Close()
+	if !ing.ctr.wait(10*time.Second) || ing.ctr.err == nil {
+		t.Errorf("ctr content ingest: %v, want a failure once berthd stopped", ing.ctr.err)
+	}
+
+	d.start()
+	if size := activeSizes(t, d.mustCtr("-n", "stop", "content", "active"))["stalled"]; size == "" || size == "0B" {
+		t.Errorf("content active after restart shows stalled at %q, want its bytes", size)
+	}
+	d.mustCtrIn(fileOf(t, blob), "-n", "stop", "content", "ingest", "--expected-digest", digestOf(blob), "stalled")
+	if got := d.mustCtr("-n", "stop", "content", "get", digestOf(blob)); got != string(blob) {
+		t.Errorf("content get after resuming: bytes differ")
+	}
 }

@@ -192,6 +192,12 @@ func (d *daemon) startServing() {
 // it returns how long berthd took.
 func (d *daemon) stop() time.Duration {
 	d.t.Helper()
+	return d.stopWithin(stopTimeout)
+}
+
+// stopWithin is stop with another timeout.
+func (d *daemon) stopWithin(timeout time.Duration) time.Duration {
+	d.t.Helper()
 	p := d.proc
 	if p == nil {
 		return 0
@@ -203,10 +209,10 @@ func (d *daemon) stop() time.Duration {
 	}
 	select {
 	case <-p.exited:
-	case <-time.After(stopTimeout):
+	case <-time.After(timeout):
 		_ = p.cmd.Process.Kill()
 		<-p.exited
-		d.t.Errorf("berthd did not exit within %s of SIGTERM", stopTimeout)
+		d.t.Errorf("berthd did not exit within %s of SIGTERM", timeout)
 		return time.Since(start)
 	}
 	if p.err != nil {

@@ -38,7 +38,7 @@ import (
 // sweep takes the write side, so nothing is created while a sweep decides
 // what is unreferenced.
 type DB struct {
-	bolt      *bolt.DB
+	bolt         *bolt.DB
 	backend      content.Store
 	publisher    events.Publisher
 	snapshotters map[string]snapshots.Snapshotter
