@@ -27,6 +27,7 @@ type GCStats struct {
 	Ingests        int // ingests removed
 	Leases         int // expired leases removed
 	Blobs          int // backend blobs removed
+	Snapshots      int // snapshots removed (namespace records and backend orphans)
 	BytesReclaimed int64
 }
 
@@ -49,6 +50,7 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 	defer db.gcLock.Unlock()
 	var st GCStats
 	var kept *liveSet
+	var keptSnapshots map[string]map[string]struct{}
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		var err error
 		if st.Leases, err = removeExpiredLeases(tx, start); err != nil {
@@ -62,16 +64,20 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 		if err != nil {
 			return err
 		}
-		kept, err = sweepReferences(tx, reached, &st)
+		if kept, err = sweepReferences(tx, reached, &st); err != nil {
+			return err
+		}
+		keptSnapshots, err = db.sweepSnapshots(ctx, tx, reached, &st)
 		return err
 	})
 	if err != nil {
 		return st, fmt.Errorf("garbage collection: %w", err)
 	}
 	db.sweepBackend(ctx, kept, &st)
+	db.sweepBackendSnapshots(ctx, keptSnapshots, &st)
 	st.Duration = time.Since(start)
 	log.G(ctx).Debug("garbage collection done", "duration", st.Duration, "content_refs", st.ContentRefs,
-		"ingests", st.Ingests, "leases", st.Leases, "blobs", st.Blobs, "bytes", st.BytesReclaimed)
+		"ingests", st.Ingests, "leases", st.Leases, "blobs", st.Blobs, "snapshots", st.Snapshots, "bytes", st.BytesReclaimed)
 	return st, nil
 }
 
@@ -108,6 +114,7 @@ func (db *DB) scanRoots(ctx context.Context, tx *bolt.Tx, now time.Time) ([]gc.N
 	err := forEachNamespace(tx, func(ns string, nb *bolt.Bucket) error {
 		roots = append(roots, imageRoots(ns, nb)...)
 		roots = append(roots, leaseRoots(ns, nb)...)
+		roots = append(roots, snapshotRoots(ns, nb)...)
 		if cb := nb.Bucket(bucketKeyContent); cb != nil {
 			roots = append(roots, blobRoots(ns, cb.Bucket(bucketKeyBlob))...)
 			roots = append(roots, db.ingestRoots(ctx, ns, cb.Bucket(bucketKeyIngests), now)...)
@@ -192,6 +199,9 @@ func (db *DB) ingestRoots(ctx context.Context, ns string, ib *bolt.Bucket, now t
 
 // references returns what node n keeps alive: a blob's gc.ref labels.
 func references(tx *bolt.Tx, n gc.Node) []gc.Node {
+	if n.Type == gc.ResourceSnapshot {
+		return snapshotReferences(tx, n)
+	}
 	if n.Type != gc.ResourceContent {
 		return nil
 	}
