@@ -25,6 +25,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -148,4 +149,44 @@ func WithDescriptor(desc ocispec.Descriptor) WriterOpt {
 		o.Desc = desc
 		return nil
 	}
+}
+
+// DataOpener is implemented by writers whose bytes can be read while they
+// are still being written, as the pull pipeline does to unpack a layer as
+// it downloads. OpenData opens the ingest's data from its first byte; the
+// reader stays valid after Commit (it then reads the committed blob) and
+// must be closed by the caller. It sees only bytes already written.
+type DataOpener interface {
+	OpenData() (ReadAtCloser, error)
+}
+
+// ReadAtCloser reads at offsets and is closed after use.
+type ReadAtCloser interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// WriteBlob writes r as blob desc under ingest ref, verifying size and
+// digest at commit. A blob that is already stored is not an error.
+func WriteBlob(ctx context.Context, ing Ingester, ref string, r io.Reader, desc ocispec.Descriptor) error {
+	w, err := ing.Writer(ctx, WithRef(ref), WithDescriptor(desc))
+	if err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return nil
+		}
+		return err
+	}
+	defer w.Close()
+	if st, err := w.Status(); err == nil && st.Offset > 0 {
+		if err := w.Truncate(0); err != nil {
+			return err
+		}
+	}
+	if _, err := io.Copy(w, r); err != nil {
+		return err
+	}
+	if err := w.Commit(ctx, desc.Size, desc.Digest); err != nil && !errdefs.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
 }

@@ -301,3 +301,13 @@ func statusAdaptor(st content.Status) filters.Adaptor {
 		return "", false
 	})
 }
+
+// OpenData passes through to the backend writer when it can read its
+// data back while writing (content.DataOpener).
+func (w *nsWriter) OpenData() (content.ReadAtCloser, error) {
+	o, ok := w.Writer.(content.DataOpener)
+	if !ok {
+		return nil, fmt.Errorf("ingest %q: the content store cannot read an ingest while writing it: %w", w.ref, errdefs.ErrNotImplemented)
+	}
+	return o.OpenData()
+}

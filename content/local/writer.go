@@ -275,3 +275,13 @@ func (w *writer) release() error {
 func (w *writer) closedError() error {
 	return fmt.Errorf("ingest ref %q: writer is closed: %w", w.ref, errdefs.ErrFailedPrecondition)
 }
+
+// OpenData opens the ingest's data file again, read-only. The descriptor
+// survives the rename of Commit, so the reader goes on reading the blob.
+func (w *writer) OpenData() (content.ReadAtCloser, error) {
+	f, err := os.Open(filepath.Join(w.dir, fileData))
+	if err != nil {
+		return nil, fmt.Errorf("open ingest %q data: %w", w.ref, err)
+	}
+	return f, nil
+}

@@ -1,0 +1,243 @@
+package pull
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/berth-dev/berth/content"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Media types of Docker schema 2, which registries still serve.
+const (
+	MediaTypeDockerManifestList  = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeDockerManifest      = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerConfig        = "application/vnd.docker.container.image.v1+json"
+	mediaTypeDockerSchema1       = "application/vnd.docker.distribution.manifest.v1+json"
+	mediaTypeDockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+)
+
+// maxManifestSize bounds what is read into memory for a manifest, an index
+// or a config.
+const maxManifestSize = 8 << 20
+
+// job is one pull in progress.
+type job struct {
+	p       *Puller
+	cfg     *Config
+	fetcher Fetcher
+	ref     string
+	// unpacked is set once one manifest has been unpacked.
+	unpacked bool
+}
+
+// walk fetches what desc is and everything under it.
+func (j *job) walk(ctx context.Context, desc ocispec.Descriptor) error {
+	switch desc.MediaType {
+	case ocispec.MediaTypeImageIndex, MediaTypeDockerManifestList:
+		return j.index(ctx, desc)
+	case ocispec.MediaTypeImageManifest, MediaTypeDockerManifest:
+		return j.manifest(ctx, desc, j.cfg.Unpack && !j.unpacked)
+	case mediaTypeDockerSchema1, mediaTypeDockerSchema1Signed:
+		return fmt.Errorf("manifest %s is Docker schema 1, which berth does not support: rebuild or repush the image with a current tool (schema 2 or OCI): %w", desc.Digest, errdefs.ErrNotImplemented)
+	}
+	return fmt.Errorf("%s has unknown media type %q (expected an OCI or Docker schema 2 index or manifest): %w", desc.Digest, desc.MediaType, errdefs.ErrNotImplemented)
+}
+
+func (j *job) index(ctx context.Context, desc ocispec.Descriptor) error {
+	b, err := j.fetchSmall(ctx, desc, "index")
+	if err != nil {
+		return err
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return fmt.Errorf("index %s: malformed JSON: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	if idx.SchemaVersion != 2 || len(idx.Manifests) == 0 {
+		return fmt.Errorf("index %s: schemaVersion %d with %d manifests is not a valid index: %w", desc.Digest, idx.SchemaVersion, len(idx.Manifests), errdefs.ErrInvalidArgument)
+	}
+	children := j.selectManifests(idx.Manifests)
+	if len(children) == 0 {
+		return fmt.Errorf("index %s has no manifest for platform %s: %w", desc.Digest, platformNames(j.cfg.Platforms), errdefs.ErrNotFound)
+	}
+	own := platforms.Only(platforms.DefaultSpec())
+	lbls := map[string]string{}
+	for i, c := range children {
+		saved := j.cfg.Unpack
+		if c.Platform != nil && !own.Match(*c.Platform) && !j.explicitPlatform() {
+			j.cfg.Unpack = false // fetched, not unpacked: not this machine's
+		}
+		err := j.walk(ctx, c)
+		j.cfg.Unpack = saved
+		if err != nil {
+			return err
+		}
+		lbls["containerd.io/gc.ref.content.m."+strconv.Itoa(i)] = c.Digest.String()
+	}
+	return j.label(ctx, desc.Digest, lbls)
+}
+
+// explicitPlatform is true when the caller named the platforms to pull.
+func (j *job) explicitPlatform() bool {
+	return !j.cfg.AllPlatforms && !(len(j.cfg.Platforms) == 1 && platforms.Only(platforms.DefaultSpec()).Match(j.cfg.Platforms[0]))
+}
+
+// selectManifests picks, for each wanted platform, its best manifest; with
+// AllPlatforms, every manifest.
+func (j *job) selectManifests(ms []ocispec.Descriptor) []ocispec.Descriptor {
+	if j.cfg.AllPlatforms {
+		return ms
+	}
+	var out []ocispec.Descriptor
+	seen := map[digest.Digest]bool{}
+	for _, want := range j.cfg.Platforms {
+		m := platforms.Only(want)
+		var best *ocispec.Descriptor
+		for i := range ms {
+			c := &ms[i]
+			if c.Platform == nil || !m.Match(*c.Platform) {
+				continue
+			}
+			if best == nil || m.Less(*c.Platform, *best.Platform) {
+				best = c
+			}
+		}
+		if best != nil && !seen[best.Digest] {
+			seen[best.Digest] = true
+			out = append(out, *best)
+		}
+	}
+	return out
+}
+
+func (j *job) manifest(ctx context.Context, desc ocispec.Descriptor, unpack bool) error {
+	b, err := j.fetchSmall(ctx, desc, "manifest")
+	if err != nil {
+		return err
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("manifest %s: malformed JSON: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	if err := validateManifest(desc, &m); err != nil {
+		return err
+	}
+	cb, err := j.fetchSmall(ctx, m.Config, "config")
+	if err != nil {
+		return err
+	}
+	var img ocispec.Image
+	if err := json.Unmarshal(cb, &img); err != nil {
+		return fmt.Errorf("config %s: malformed JSON: %v: %w", m.Config.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	if unpack && len(img.RootFS.DiffIDs) != len(m.Layers) {
+		return fmt.Errorf("config %s lists %d diff_ids for the %d layers of manifest %s: %w", m.Config.Digest, len(img.RootFS.DiffIDs), len(m.Layers), desc.Digest, errdefs.ErrInvalidArgument)
+	}
+	top, err := j.layers(ctx, m.Layers, img.RootFS.DiffIDs, unpack)
+	if err != nil {
+		return err
+	}
+	if unpack {
+		j.unpacked = true
+		if err := j.label(ctx, m.Config.Digest, map[string]string{"containerd.io/gc.ref.snapshot." + j.cfg.Snapshotter: top}); err != nil {
+			return err
+		}
+	}
+	lbls := map[string]string{"containerd.io/gc.ref.content.config": m.Config.Digest.String()}
+	for i, l := range m.Layers {
+		lbls["containerd.io/gc.ref.content.l."+strconv.Itoa(i)] = l.Digest.String()
+	}
+	return j.label(ctx, desc.Digest, lbls)
+}
+
+func validateManifest(desc ocispec.Descriptor, m *ocispec.Manifest) error {
+	bad := func(what string) error {
+		return fmt.Errorf("manifest %s: %s: %w", desc.Digest, what, errdefs.ErrInvalidArgument)
+	}
+	switch {
+	case m.SchemaVersion != 2:
+		return bad(fmt.Sprintf("schemaVersion is %d, not 2", m.SchemaVersion))
+	case m.Config.Digest.Validate() != nil:
+		return bad(fmt.Sprintf("config digest %q is invalid", m.Config.Digest))
+	case m.MediaType != "" && m.MediaType != desc.MediaType:
+		return bad(fmt.Sprintf("mediaType %q differs from the descriptor's %q", m.MediaType, desc.MediaType))
+	}
+	for i, l := range m.Layers {
+		if l.Digest.Validate() != nil || l.Size < 0 {
+			return bad(fmt.Sprintf("layer %d has digest %q and size %d", i, l.Digest, l.Size))
+		}
+	}
+	return nil
+}
+
+// fetchSmall returns the bytes of a manifest, index or config: from the
+// content store when present, else fetched, verified and stored.
+func (j *job) fetchSmall(ctx context.Context, desc ocispec.Descriptor, kind string) ([]byte, error) {
+	if desc.Size > maxManifestSize {
+		return nil, fmt.Errorf("%s %s is %d bytes, over the %d byte limit: %w", kind, desc.Digest, desc.Size, maxManifestSize, errdefs.ErrInvalidArgument)
+	}
+	cs := j.p.stores.Content
+	if ra, err := cs.ReaderAt(ctx, desc); err == nil {
+		defer ra.Close()
+		j.cfg.Progress(Progress{Kind: kind, Digest: desc.Digest, Status: StatusExists, Offset: desc.Size, Total: desc.Size})
+		return io.ReadAll(io.NewSectionReader(ra, 0, ra.Size()))
+	}
+	rc, err := j.fetcher.Fetch(ctx, desc)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s %s: %w", kind, desc.Digest, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s %s: %w", kind, desc.Digest, err)
+	}
+	if err := verify(desc, b); err != nil {
+		return nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	if err := content.WriteBlob(ctx, cs, kind+"-"+desc.Digest.String(), bytes.NewReader(b), desc); err != nil {
+		return nil, fmt.Errorf("store %s %s: %w", kind, desc.Digest, err)
+	}
+	j.cfg.Progress(Progress{Kind: kind, Digest: desc.Digest, Status: StatusDone, Offset: desc.Size, Total: desc.Size})
+	return b, nil
+}
+
+func verify(desc ocispec.Descriptor, b []byte) error {
+	if int64(len(b)) != desc.Size {
+		return fmt.Errorf("%s: got %d bytes, the descriptor says %d: %w", desc.Digest, len(b), desc.Size, errdefs.ErrFailedPrecondition)
+	}
+	if got := desc.Digest.Algorithm().FromBytes(b); got != desc.Digest {
+		return fmt.Errorf("%s: the bytes received have digest %s: %w", desc.Digest, got, errdefs.ErrFailedPrecondition)
+	}
+	return nil
+}
+
+// label merges lbls into blob dgst's labels.
+func (j *job) label(ctx context.Context, dgst digest.Digest, lbls map[string]string) error {
+	paths := make([]string, 0, len(lbls))
+	for k := range lbls {
+		paths = append(paths, "labels."+k)
+	}
+	_, err := j.p.stores.Content.Update(ctx, content.Info{Digest: dgst, Labels: lbls}, paths...)
+	if err != nil {
+		return fmt.Errorf("label %s: %w", dgst, err)
+	}
+	return nil
+}
+
+func platformNames(ps []ocispec.Platform) string {
+	var b bytes.Buffer
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(platforms.Format(p))
+	}
+	return b.String()
+}
