@@ -299,3 +299,27 @@ func TestApplySparse(t *testing.T) {
 		t.Errorf("limit: got %v", err)
 	}
 }
+
+// TestApplySameLayerThroughSymlink checks that whiteouts recognise this
+// layer's entries by where they landed, not by the name they came through.
+func TestApplySameLayerThroughSymlink(t *testing.T) {
+	for _, mode := range resolverModes {
+		t.Run(mode.name, func(t *testing.T) {
+			root := t.TempDir()
+			mustApply(t, root, []entry{dir("d/"), reg("d/lower", "l")}, mode.opts...)
+			mustApply(t, root, []entry{
+				symlink("up", "../../.."), reg("up/f", "via root"),
+				symlink("dl", "/d"), reg("dl/new", "via d"),
+				whiteout(".wh.f"), whiteout("d/.wh..wh..opq"),
+			}, mode.opts...)
+			for _, kept := range []string{"f", "d/new"} {
+				if !exists(filepath.Join(root, kept)) {
+					t.Errorf("%s, unpacked by this layer, was removed", kept)
+				}
+			}
+			if exists(filepath.Join(root, "d/lower")) {
+				t.Error("d/lower survived the opaque marker")
+			}
+		})
+	}
+}

@@ -286,8 +286,7 @@ func (a *applier) setAtMeta(ctx context.Context, parent *dirHandle, base string,
 		}
 	}
 	if chmod {
-		// base is the node just made, not a symlink, so following is moot.
-		if err := unix.Fchmodat(parent.fd, base, uint32(hdr.Mode)&0o7777, 0); err != nil {
+		if err := chmodAt(parent.fd, base, uint32(hdr.Mode)&0o7777); err != nil {
 			return fmt.Errorf("chmod: %w", err)
 		}
 	}
@@ -300,6 +299,25 @@ func (a *applier) setAtMeta(ctx context.Context, parent *dirHandle, base string,
 	return a.setXattrs(ctx, hdr, false, func(k string, v []byte) error {
 		return unix.Lsetxattr(p, k, v, 0)
 	})
+}
+
+// chmodAt changes the mode of name in dirfd without following a symlink:
+// fchmodat2 where the kernel has it (6.6), else a check that name is not a
+// symlink before plain fchmodat, which is enough while nothing else writes
+// below the root.
+func chmodAt(dirfd int, name string, mode uint32) error {
+	err := unix.Fchmodat(dirfd, name, mode, unix.AT_SYMLINK_NOFOLLOW)
+	if err != unix.EOPNOTSUPP {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return unix.EOPNOTSUPP
+	}
+	return unix.Fchmodat(dirfd, name, mode, 0)
 }
 
 func (a *applier) setTimes(parent *dirHandle, base string, hdr *tar.Header) error {

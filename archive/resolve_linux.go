@@ -102,6 +102,9 @@ func (r *resolver) canonical(fd int, name string) string {
 	if err != nil || r.rootPath == "" {
 		return name
 	}
+	if p == r.rootPath {
+		return "" // a symlink that leads back to the root
+	}
 	prefix := strings.TrimSuffix(r.rootPath, "/") + "/"
 	if rel, ok := strings.CutPrefix(p, prefix); ok {
 		return rel
@@ -215,7 +218,7 @@ func (w *walker) mkdir(c string) error {
 	if err != nil {
 		return err
 	}
-	return unix.Fchmodat(w.top(), c, 0o755, 0)
+	return chmodAt(w.top(), c, 0o755)
 }
 
 func (w *walker) result() (int, string, error) {

@@ -97,7 +97,7 @@ func TestNotFoundHint(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t)
 	img := buildOCIArchive(t, "example.com/berth/hint:1")
-	importImage(t, d, "default", img.archive)
+	importImage(t, d, "default", img.archive, "--no-unpack")
 
 	for _, args := range [][]string{
 		{"images", "tag", img.name, "example.com/berth/hint:2"},

@@ -64,59 +64,62 @@ func TestContent(t *testing.T) {
 		t.Errorf("content active after the ingests completed = %q, want only the header", got)
 	}
 
-	t.Run("labels", func(t *testing.T) {
-		d.mustCtr("-n", "a", "content", "label", dgst, "k1=v1", "k2=v2")
-		got := contentLabels(t, d.mustCtr("-n", "a", "content", "ls"))[dgst]
-		if parts := strings.Split(got, ","); len(parts) != 2 || !slices.Contains(parts, "k1=v1") || !slices.Contains(parts, "k2=v2") {
-			t.Errorf("labels after label k1=v1 k2=v2 = %q, want k1=v1 and k2=v2", got)
-		}
-		d.mustCtr("-n", "a", "content", "label", dgst, "k1=")
-		if got := contentLabels(t, d.mustCtr("-n", "a", "content", "ls"))[dgst]; got != "k2=v2" {
-			t.Errorf("labels after label k1= (removal) = %q, want k2=v2", got)
-		}
-		if got := contentLabels(t, d.mustCtr("-n", "b", "content", "ls"))[dgst]; got != "-" {
-			t.Errorf("labels in b after labelling in a = %q, want none", got)
-		}
-	})
+	// Label updates show in ls, in their namespace only.
+	d.mustCtr("-n", "a", "content", "label", dgst, "k1=v1", "k2=v2")
+	got := contentLabels(t, d.mustCtr("-n", "a", "content", "ls"))[dgst]
+	if parts := strings.Split(got, ","); len(parts) != 2 || !slices.Contains(parts, "k1=v1") || !slices.Contains(parts, "k2=v2") {
+		t.Errorf("labels after label k1=v1 k2=v2 = %q, want k1=v1 and k2=v2", got)
+	}
+	d.mustCtr("-n", "a", "content", "label", dgst, "k1=")
+	if got := contentLabels(t, d.mustCtr("-n", "a", "content", "ls"))[dgst]; got != "k2=v2" {
+		t.Errorf("labels after label k1= (removal) = %q, want k2=v2", got)
+	}
+	if got := contentLabels(t, d.mustCtr("-n", "b", "content", "ls"))[dgst]; got != "-" {
+		t.Errorf("labels in b after labelling in a = %q, want none", got)
+	}
 
-	t.Run("delete and collect", func(t *testing.T) {
-		// As in containerd, a bare blob is kept only as a GC root.
-		d.mustCtr("-n", "b", "content", "label", dgst, "containerd.io/gc.root=yes")
-		d.mustCtr("-n", "a", "content", "rm", dgst)
-		if got := contentLabels(t, d.mustCtr("-n", "a", "content", "ls")); len(got) != 0 {
-			t.Errorf("content ls in a after rm = %v, want nothing", got)
-		}
-		if got := d.mustCtr("-n", "b", "content", "get", dgst); got != string(blob) {
-			t.Errorf("content get in b after rm in a: bytes differ")
-		}
-		d.collectGarbage()
-		if !exists(d.blobPath(dgst)) {
-			t.Fatalf("blob %s removed from disk while namespace b references it", dgst)
-		}
-		d.mustCtr("-n", "b", "content", "rm", dgst)
-		d.waitBlobGone(dgst)
-		if got := d.blobFiles(); len(got) != 0 {
-			t.Errorf("blob files after rm in both namespaces = %v, want none", got)
-		}
-		if stderr := d.ctrFails("-n", "b", "content", "get", dgst); !strings.Contains(stderr, "not found") {
-			t.Errorf("content get after removal: stderr %q, want not found", stderr)
-		}
-	})
+	// A blob another namespace holds survives rm and a collection. As in
+	// containerd, a bare blob is held only as a GC root.
+	d.mustCtr("-n", "b", "content", "label", dgst, "containerd.io/gc.root=yes")
+	d.mustCtr("-n", "a", "content", "rm", dgst)
+	if got := contentLabels(t, d.mustCtr("-n", "a", "content", "ls")); len(got) != 0 {
+		t.Errorf("content ls in a after rm = %v, want nothing", got)
+	}
+	if got := d.mustCtr("-n", "b", "content", "get", dgst); got != string(blob) {
+		t.Errorf("content get in b after rm in a: bytes differ")
+	}
+	d.collectGarbage()
+	if !exists(d.blobPath(dgst)) {
+		t.Fatalf("blob %s removed from disk while namespace b references it", dgst)
+	}
+	d.mustCtr("-n", "b", "content", "rm", dgst)
+	d.waitBlobGone(dgst)
+	if got := d.blobFiles(); len(got) != 0 {
+		t.Errorf("blob files after rm in both namespaces = %v, want none", got)
+	}
+	if stderr := d.ctrFails("-n", "b", "content", "get", dgst); !strings.Contains(stderr, "not found") {
+		t.Errorf("content get after removal: stderr %q, want not found", stderr)
+	}
 
-	t.Run("unreferenced blob is collected", func(t *testing.T) {
-		loose := randomBlob(t, 1000)
-		d.mustCtrIn(bytes.NewReader(loose), "-n", "c", "content", "ingest", "loose")
-		if !exists(d.blobPath(digestOf(loose))) {
-			t.Fatalf("blob %s not on disk after ingest", digestOf(loose))
-		}
-		d.collectGarbage()
-		if exists(d.blobPath(digestOf(loose))) {
-			t.Errorf("blob %s with no image, lease or gc.root label survived a collection", digestOf(loose))
-		}
-		if got := contentLabels(t, d.mustCtr("-n", "c", "content", "ls")); len(got) != 0 {
-			t.Errorf("content ls in c after collection = %v, want nothing", got)
-		}
-	})
+}
+
+// TestUnreferencedContent: as in containerd, a blob with no image, lease
+// or gc.root label goes at the next collection.
+func TestUnreferencedContent(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	loose := randomBlob(t, 1000)
+	d.mustCtrIn(bytes.NewReader(loose), "-n", "c", "content", "ingest", "loose")
+	if !exists(d.blobPath(digestOf(loose))) {
+		t.Fatalf("blob %s not on disk after ingest", digestOf(loose))
+	}
+	d.collectGarbage()
+	if exists(d.blobPath(digestOf(loose))) {
+		t.Errorf("blob %s with no image, lease or gc.root label survived a collection", digestOf(loose))
+	}
+	if got := contentLabels(t, d.mustCtr("-n", "c", "content", "ls")); len(got) != 0 {
+		t.Errorf("content ls in c after collection = %v, want nothing", got)
+	}
 }
 
 // TestConcurrentIngest ingests one blob from six ctr at once, two refs in

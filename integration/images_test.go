@@ -103,23 +103,10 @@ func tarOf(t *testing.T, files map[string]string) []byte {
 	return buf.Bytes()
 }
 
-// importImage runs ctr images import --no-unpack (without snapshots there
-// is nothing to unpack into). ctr takes a lease with a random ID that berth
-// refuses now and then (see TestContainerdLeaseIDs); that refusal is
-// retried here so that this test checks the import itself.
-func importImage(t *testing.T, d *daemon, ns, archive string) {
+// importImage runs ctr images import; args come before the archive.
+func importImage(t *testing.T, d *daemon, ns, archive string, args ...string) {
 	t.Helper()
-	for range 10 {
-		r := d.ctr("-n", ns, "images", "import", "--no-unpack", archive)
-		if r.code == 0 {
-			return
-		}
-		if !strings.Contains(r.stderr, "lease id: identifier") {
-			t.Fatalf("ctr images import: %s", r)
-		}
-		t.Logf("ctr images import: lease ID refused, retrying: %s", strings.TrimSpace(r.stderr))
-	}
-	t.Fatal("ctr images import: lease ID refused 10 times")
+	d.mustCtr(append(append([]string{"-n", ns, "images", "import"}, args...), archive)...)
 }
 
 // imageNames parses the NAME column of `ctr images ls`.
@@ -141,8 +128,8 @@ func TestImages(t *testing.T) {
 	d := startDaemon(t)
 	img := buildOCIArchive(t, "example.com/berth/tiny:1")
 
-	importImage(t, d, "one", img.archive)
-	importImage(t, d, "two", img.archive)
+	importImage(t, d, "one", img.archive, "--no-unpack")
+	importImage(t, d, "two", img.archive, "--no-unpack")
 	// ctr also stores the index it rebuilt from index.json, under its
 	// lease only: the next collection removes it and keeps the image.
 	d.collectGarbage()
@@ -171,29 +158,27 @@ func TestImages(t *testing.T) {
 		}
 	}
 
-	t.Run("survives a restart", func(t *testing.T) {
-		d.stop()
-		d.start()
-		if got := imageNames(t, d.mustCtr("-n", "one", "images", "ls")); !slices.Equal(got, []string{img.name}) {
-			t.Errorf("images ls in one after restart = %q, want [%s]", got, img.name)
+	// Images and blobs survive a restart.
+	d.stop()
+	d.start()
+	if got := imageNames(t, d.mustCtr("-n", "one", "images", "ls")); !slices.Equal(got, []string{img.name}) {
+		t.Errorf("images ls in one after restart = %q, want [%s]", got, img.name)
+	}
+	for _, dgst := range img.blobs {
+		if !exists(d.blobPath(dgst)) {
+			t.Errorf("blob %s gone after a restart", dgst)
 		}
-		for _, dgst := range img.blobs {
-			if !exists(d.blobPath(dgst)) {
-				t.Errorf("blob %s gone after a restart", dgst)
-			}
-		}
-	})
+	}
 
-	t.Run("tags share blobs", func(t *testing.T) {
-		tag := "example.com/berth/tiny:tag"
-		d.mustCtr("-n", "two", "images", "tag", img.name, tag)
-		d.mustCtr("-n", "two", "images", "rm", "--sync", tag)
-		for _, dgst := range img.blobs {
-			if !exists(d.blobPath(dgst)) {
-				t.Errorf("blob %s removed with a tag while %s uses it", dgst, img.name)
-			}
+	// A tag shares the blobs: removing it keeps them.
+	tag := "example.com/berth/tiny:tag"
+	d.mustCtr("-n", "two", "images", "tag", img.name, tag)
+	d.mustCtr("-n", "two", "images", "rm", "--sync", tag)
+	for _, dgst := range img.blobs {
+		if !exists(d.blobPath(dgst)) {
+			t.Errorf("blob %s removed with a tag while %s uses it", dgst, img.name)
 		}
-	})
+	}
 
 	d.mustCtr("-n", "one", "images", "rm", "--sync", img.name)
 	if got := imageNames(t, d.mustCtr("-n", "one", "images", "ls")); len(got) != 0 {
@@ -213,5 +198,71 @@ func TestImages(t *testing.T) {
 	}
 	if got := contentLabels(t, d.mustCtr("-n", "two", "content", "ls")); len(got) != 0 {
 		t.Errorf("content of two after images rm --sync = %v, want none", got)
+	}
+}
+
+// snapshotKinds parses `ctr snapshots ls` into KEY -> KIND.
+func snapshotKinds(t *testing.T, out string) map[string]string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "KEY") {
+		t.Fatalf("ctr snapshots ls printed no table:\n%s", out)
+	}
+	got := map[string]string{}
+	for _, line := range lines[1:] {
+		f := strings.Fields(line)
+		got[f[0]] = f[len(f)-1]
+	}
+	return got
+}
+
+// TestImagesUnpack imports with unpacking into the default snapshotter
+// (overlayfs), in two namespaces; removing the image with --sync removes
+// its blobs and its snapshot, but not those of the other namespace.
+func TestImagesUnpack(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	img := buildOCIArchive(t, "example.com/berth/unpacked:1")
+	layer := img.blobs[2] // uncompressed: its own diff ID and chain ID
+	importImage(t, d, "u1", img.archive)
+	importImage(t, d, "u2", img.archive)
+
+	for _, ns := range []string{"u1", "u2"} {
+		if got := snapshotKinds(t, d.mustCtr("-n", ns, "snapshots", "ls")); len(got) != 1 || got[layer] != "Committed" {
+			t.Errorf("snapshots in %s = %v, want %s Committed", ns, got, layer)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(d.Root, "io.containerd.snapshotter.v1.overlayfs", "snapshots", "*", "fs", "hello.txt"))
+	if len(files) == 0 {
+		t.Fatalf("no unpacked hello.txt under the overlayfs snapshots")
+	}
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err != nil || string(b) != "hello from "+img.name+"\n" {
+			t.Errorf("%s = %q, %v; want the layer's file", f, b, err)
+		}
+	}
+
+	d.mustCtr("-n", "u1", "images", "rm", "--sync", img.name)
+	if got := snapshotKinds(t, d.mustCtr("-n", "u1", "snapshots", "ls")); len(got) != 0 {
+		t.Errorf("snapshots in u1 after images rm --sync = %v, want none", got)
+	}
+	if got := snapshotKinds(t, d.mustCtr("-n", "u2", "snapshots", "ls")); len(got) != 1 {
+		t.Errorf("snapshots in u2 after the image was removed from u1 = %v, want its own", got)
+	}
+	for _, dgst := range img.blobs {
+		if !exists(d.blobPath(dgst)) {
+			t.Errorf("blob %s removed while the image in u2 uses it", dgst)
+		}
+	}
+
+	d.mustCtr("-n", "u2", "images", "rm", "--sync", img.name)
+	if got := snapshotKinds(t, d.mustCtr("-n", "u2", "snapshots", "ls")); len(got) != 0 {
+		t.Errorf("snapshots in u2 after images rm --sync = %v, want none", got)
+	}
+	if got := d.blobFiles(); len(got) != 0 {
+		t.Errorf("blob files after images rm --sync in both namespaces = %q, want none", got)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join(d.Root, "io.containerd.snapshotter.v1.overlayfs", "snapshots", "*")); len(dirs) != 0 {
+		t.Errorf("overlayfs snapshot directories left on disk: %q", dirs)
 	}
 }

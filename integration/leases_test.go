@@ -111,47 +111,52 @@ func TestLeases(t *testing.T) {
 	if stderr := d.ctrFails("-n", "l", "leases", "rm", "L"); !strings.Contains(stderr, "not found") {
 		t.Errorf("rm of a removed lease: stderr %q, want not found", stderr)
 	}
+}
 
-	t.Run("server picks the id", func(t *testing.T) {
-		// containerd's service makes up an ID when the request has none.
-		lc := leasesapi.NewLeasesClient(d.client())
-		resp, err := lc.Create(nsContext(t, "l", ""), &leasesapi.CreateRequest{})
-		if err != nil {
-			t.Fatalf("create a lease without an ID: %v", err)
-		}
-		id := resp.Lease.ID
-		if got := leaseIDs(t, d.mustCtr("-n", "l", "leases", "ls")); !slices.Equal(got, []string{id}) {
-			t.Errorf("leases ls = %q, want [%s]", got, id)
-		}
-		d.mustCtr("-n", "l", "leases", "rm", id)
-	})
+// TestLeaseWithoutID: containerd's service makes up an ID when the
+// request has none.
+func TestLeaseWithoutID(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	resp, err := leasesapi.NewLeasesClient(d.client()).Create(nsContext(t, "l", ""), &leasesapi.CreateRequest{})
+	if err != nil {
+		t.Fatalf("create a lease without an ID: %v", err)
+	}
+	id := resp.Lease.ID
+	if got := leaseIDs(t, d.mustCtr("-n", "l", "leases", "ls")); !slices.Equal(got, []string{id}) {
+		t.Errorf("leases ls = %q, want [%s]", got, id)
+	}
+	d.mustCtr("-n", "l", "leases", "rm", id)
+}
 
-	t.Run("expiring", func(t *testing.T) {
-		// ctr writes the expiry with a precision of one second: E
-		// expires between 1 and 2 seconds from now.
-		d.mustCtr("-n", "l", "leases", "create", "--id", "E", "--expires", "2s")
-		created := time.Now()
-		out := d.mustCtr("-n", "l", "leases", "ls")
-		if !strings.Contains(out, "containerd.io/gc.expire=") {
-			t.Errorf("leases ls:\n%s\nwant E with a containerd.io/gc.expire label", out)
-		}
-		short := randomBlob(t, 100)
-		writeBlob(nsContext(t, "l", "E"), t, d, "short-lived", short, true)
+// TestLeaseExpiry: a lease with containerd.io/gc.expire holds its
+// resources until then, and the first collection after removes it and them.
+func TestLeaseExpiry(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	// ctr writes the expiry with a precision of one second: E expires
+	// between 1 and 2 seconds from now.
+	d.mustCtr("-n", "l", "leases", "create", "--id", "E", "--expires", "2s")
+	created := time.Now()
+	if out := d.mustCtr("-n", "l", "leases", "ls"); !strings.Contains(out, "containerd.io/gc.expire=") {
+		t.Errorf("leases ls:\n%s\nwant E with a containerd.io/gc.expire label", out)
+	}
+	short := randomBlob(t, 100)
+	writeBlob(nsContext(t, "l", "E"), t, d, "short-lived", short, true)
+	d.collectGarbage()
+	if time.Since(created) < 900*time.Millisecond && !exists(d.blobPath(digestOf(short))) {
+		t.Fatalf("blob of lease E collected before E expired")
+	}
+	eventually(t, 5*time.Second, func() error {
 		d.collectGarbage()
-		if time.Since(created) < 900*time.Millisecond && !exists(d.blobPath(digestOf(short))) {
-			t.Fatalf("blob of lease E collected before E expired")
+		if got := leaseIDs(t, d.mustCtr("-n", "l", "leases", "ls")); len(got) != 0 {
+			return fmt.Errorf("leases %q still listed after E expired and a collection, want none", got)
 		}
-		eventually(t, 5*time.Second, func() error {
-			d.collectGarbage()
-			if got := leaseIDs(t, d.mustCtr("-n", "l", "leases", "ls")); len(got) != 0 {
-				return fmt.Errorf("leases %q still listed after E expired and a collection, want none", got)
-			}
-			return nil
-		})
-		if exists(d.blobPath(digestOf(short))) {
-			t.Errorf("blob of expired lease E still on disk after a collection")
-		}
+		return nil
 	})
+	if exists(d.blobPath(digestOf(short))) {
+		t.Errorf("blob of expired lease E still on disk after a collection")
+	}
 }
 
 // TestContainerdLeaseIDs creates leases with the IDs containerd clients

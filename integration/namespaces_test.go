@@ -40,30 +40,28 @@ func TestNamespaces(t *testing.T) {
 		t.Errorf("namespaces after rm x = %v, want none", got)
 	}
 
-	t.Run("rm refuses a namespace holding content", func(t *testing.T) {
-		d.mustCtrIn(strings.NewReader("held"), "-n", "full", "content", "ingest", "blob")
-		stderr := d.ctrFails("namespaces", "rm", "full")
-		for _, want := range []string{`"full"`, "content blobs (1)"} {
-			if !strings.Contains(stderr, want) {
-				t.Errorf("rm of a namespace with a blob: stderr %q, want it to contain %q", stderr, want)
-			}
+	// rm refuses a namespace holding content.
+	d.mustCtrIn(strings.NewReader("held"), "-n", "full", "content", "ingest", "blob")
+	stderr := d.ctrFails("namespaces", "rm", "full")
+	for _, want := range []string{`"full"`, "content blobs (1)"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("rm of a namespace with a blob: stderr %q, want it to contain %q", stderr, want)
 		}
-		if got := namespaceLabels(t, d.mustCtr("namespaces", "ls")); len(got) != 1 {
-			t.Errorf("namespaces after a refused rm = %v, want full still there", got)
-		}
-		d.mustCtr("-n", "full", "content", "rm", digestOf([]byte("held")))
-		d.mustCtr("namespaces", "rm", "full")
-	})
+	}
+	if got := namespaceLabels(t, d.mustCtr("namespaces", "ls")); len(got) != 1 {
+		t.Errorf("namespaces after a refused rm = %v, want full still there", got)
+	}
+	d.mustCtr("-n", "full", "content", "rm", digestOf([]byte("held")))
+	d.mustCtr("namespaces", "rm", "full")
 
-	t.Run("invalid names", func(t *testing.T) {
-		for _, name := range []string{"bad name!", "x-", "a..b", strings.Repeat("n", 77)} {
-			stderr := d.ctrFails("namespaces", "create", name)
-			if !strings.Contains(stderr, "identifier") || !strings.Contains(stderr, "invalid argument") {
-				t.Errorf("create %q: stderr %q, want it to name the identifier rule (invalid argument)", name, stderr)
-			}
+	// Invalid names are refused, naming the identifier rule.
+	for _, name := range []string{"bad name!", "x-", "a..b", strings.Repeat("n", 77)} {
+		stderr := d.ctrFails("namespaces", "create", name)
+		if !strings.Contains(stderr, "identifier") || !strings.Contains(stderr, "invalid argument") {
+			t.Errorf("create %q: stderr %q, want it to name the identifier rule (invalid argument)", name, stderr)
 		}
-		if stderr := d.ctrFails("namespaces", "create", "bad name!"); !strings.Contains(stderr, "letters and digits") {
-			t.Errorf("create %q: stderr %q, want it to explain the rule", "bad name!", stderr)
-		}
-	})
+	}
+	if stderr := d.ctrFails("namespaces", "create", "bad name!"); !strings.Contains(stderr, "letters and digits") {
+		t.Errorf("create %q: stderr %q, want it to explain the rule", "bad name!", stderr)
+	}
 }

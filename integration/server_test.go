@@ -73,6 +73,9 @@ func pluginStatus(t *testing.T, out string) map[string]string {
 var servedPlugins = []string{
 	"io.containerd.event.v1 exchange",
 	"io.containerd.content.v1 content",
+	"io.containerd.snapshotter.v1 overlayfs",
+	"io.containerd.snapshotter.v1 native",
+	"io.containerd.differ.v1 walking",
 	"io.containerd.metadata.v1 bolt",
 	"io.containerd.gc.v1 scheduler",
 	"io.containerd.lease.v1 manager",
@@ -82,6 +85,8 @@ var servedPlugins = []string{
 	"io.containerd.grpc.v1 content",
 	"io.containerd.grpc.v1 images",
 	"io.containerd.grpc.v1 leases",
+	"io.containerd.grpc.v1 snapshots",
+	"io.containerd.grpc.v1 diff",
 	"io.containerd.grpc.v1 events",
 }
 

@@ -31,6 +31,6 @@ func (db *DB) notFoundElsewhere(tx *bolt.Tx, ns, kind, name string, path ...[]by
 	for i, o := range others {
 		quoted[i] = fmt.Sprintf("%q", o)
 	}
-	return fmt.Errorf("%s %q in namespace %q: %w; it exists in namespace %s (namespaces are separate: use -n %s)",
-		kind, name, ns, errdefs.ErrNotFound, strings.Join(quoted, ", "), others[0])
+	return fmt.Errorf("%s %q is not in namespace %q; it exists in namespace %s (namespaces are separate: use -n %s): %w",
+		kind, name, ns, strings.Join(quoted, ", "), others[0], errdefs.ErrNotFound)
 }

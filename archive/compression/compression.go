@@ -83,9 +83,12 @@ const zstdMaxWindow = 128 << 20
 // decompressed bytes. Close must be called: it stops background
 // decompression and releases decoder memory. It never closes r.
 //
-// Gzip is decompressed one stage ahead in its own goroutine so that
-// inflating and unpacking overlap (see BenchmarkDecompress); zstd gets the
-// same overlap from the decoder's own concurrency.
+// Gzip is inflated a few chunks ahead in a goroutine of its own, so that
+// inflating and unpacking overlap (BenchmarkApply in package archive shows
+// the gain); zstd gets the same overlap from the decoder's own concurrency.
+// Either way r is read in the background: to consume the rest of r (say, to
+// finish a digest), read the returned reader to EOF rather than r itself,
+// and after Close treat r as still in use until it is closed or at EOF.
 func DecompressStream(r io.Reader) (io.ReadCloser, Compression, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	peek, err := br.Peek(peekSize)
