@@ -40,7 +40,7 @@ type streamService interface{ Shutdown() }
 // registrations lists every plugin in initialization order; each requires
 // only plugins listed before it.
 func (d *Daemon) registrations() []*plugin.Registration {
-	return []*plugin.Registration{
+	regs := []*plugin.Registration{
 		{Type: plugin.EventPlugin, ID: "exchange", InitFn: func(context.Context, *plugin.InitContext) (any, error) {
 			return exchange.New(), nil
 		}},
@@ -124,6 +124,7 @@ func (d *Daemon) registrations() []*plugin.Registration {
 			return eventssvc.New(ex.(*exchange.Exchange)), nil
 		}),
 	}
+	return append(regs, transferPlugins()...)
 }
 
 func grpcPlugin(id string, requires []plugin.Type, fn func(*plugin.InitContext) (any, error)) *plugin.Registration {

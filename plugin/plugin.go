@@ -24,6 +24,7 @@ const (
 	ContentPlugin  Type = "io.containerd.content.v1"
 	SnapshotPlugin Type = "io.containerd.snapshotter.v1"
 	DiffPlugin     Type = "io.containerd.differ.v1"
+	TransferPlugin Type = "io.containerd.transfer.v1"
 	MetadataPlugin Type = "io.containerd.metadata.v1"
 	GCPlugin       Type = "io.containerd.gc.v1"
 	EventPlugin    Type = "io.containerd.event.v1"

@@ -14,7 +14,6 @@ package pull
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/berth-dev/berth/content"
@@ -22,24 +21,24 @@ import (
 	"github.com/berth-dev/berth/labels"
 	"github.com/berth-dev/berth/leases"
 	"github.com/berth-dev/berth/log"
+	"github.com/berth-dev/berth/remotes"
 	"github.com/berth-dev/berth/snapshots"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Resolver finds and fetches what a reference names in a registry.
+// Resolver finds and fetches what a reference names in a registry; the
+// registry client (remotes/registry) is one.
 type Resolver interface {
 	// Resolve returns the canonical name and root descriptor of ref.
 	Resolve(ctx context.Context, ref string) (name string, desc ocispec.Descriptor, err error)
 	// Fetcher returns a Fetcher for the repository of ref.
-	Fetcher(ctx context.Context, ref string) (Fetcher, error)
+	Fetcher(ctx context.Context, ref string) (remotes.Fetcher, error)
 }
 
 // Fetcher opens blobs and manifests of one repository.
-type Fetcher interface {
-	Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
-}
+type Fetcher = remotes.Fetcher
 
 // Stores are the namespaced stores a pull writes to.
 type Stores struct {
@@ -55,11 +54,14 @@ type Stores struct {
 type Puller struct {
 	stores   Stores
 	inflight *flights
+	// DefaultConcurrency bounds parallel layer downloads when a pull does
+	// not say (3 unless set).
+	DefaultConcurrency int
 }
 
 // New returns a Puller writing to stores.
 func New(stores Stores) *Puller {
-	return &Puller{stores: stores, inflight: newFlights()}
+	return &Puller{stores: stores, inflight: newFlights(), DefaultConcurrency: 3}
 }
 
 // Config is what one pull does; see the Opt functions for defaults.
@@ -106,8 +108,8 @@ func WithImageName(name string) Opt { return func(c *Config) { c.ImageName = nam
 // WithConcurrency bounds parallel layer downloads (default 3).
 func WithConcurrency(n int) Opt { return func(c *Config) { c.Concurrency = n } }
 
-func newConfig(opts []Opt) *Config {
-	c := &Config{Snapshotter: "overlayfs", Unpack: true, Concurrency: 3}
+func newConfig(opts []Opt, concurrency int) *Config {
+	c := &Config{Snapshotter: "overlayfs", Unpack: true, Concurrency: concurrency}
 	for _, o := range opts {
 		o(c)
 	}
@@ -126,7 +128,7 @@ func newConfig(opts []Opt) *Config {
 // Pull fetches ref through r, unpacks it, and records the image in the
 // context's namespace (replacing the target of an existing record).
 func (p *Puller) Pull(ctx context.Context, r Resolver, ref string, opts ...Opt) (images.Image, error) {
-	cfg := newConfig(opts)
+	cfg := newConfig(opts, p.DefaultConcurrency)
 	if cfg.Unpack && p.stores.Snapshotter(cfg.Snapshotter) == nil {
 		return images.Image{}, fmt.Errorf("pull %s: snapshotter %q is not loaded: %w", ref, cfg.Snapshotter, errdefs.ErrNotFound)
 	}

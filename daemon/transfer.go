@@ -1,0 +1,94 @@
+package daemon
+
+import (
+	"context"
+
+	"github.com/berth-dev/berth/metadata"
+	"github.com/berth-dev/berth/plugin"
+	"github.com/berth-dev/berth/pull"
+	"github.com/berth-dev/berth/remotes/auth"
+	"github.com/berth-dev/berth/remotes/hosts"
+	"github.com/berth-dev/berth/remotes/registry"
+	streamingsvc "github.com/berth-dev/berth/services/streaming"
+	transfersvc "github.com/berth-dev/berth/services/transfer"
+	"github.com/berth-dev/berth/snapshots"
+	transfertypes "github.com/containerd/containerd/api/types/transfer"
+)
+
+// TransferConfig is [plugins."io.containerd.transfer.v1.local"].
+type TransferConfig struct {
+	// ConfigPath is the certs.d directory of hosts.toml files, read at
+	// each pull.
+	ConfigPath string `toml:"config_path"`
+	// MaxConcurrentDownloads bounds parallel layer downloads per pull.
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads"`
+}
+
+// transferLocal is the daemon's pull machinery: one Puller, so that
+// concurrent pulls share downloads, and the registry settings.
+type transferLocal struct {
+	puller *pull.Puller
+	cfg    *TransferConfig
+}
+
+func initTransfer(_ context.Context, ic *plugin.InitContext) (any, error) {
+	db, err := getDB(ic)
+	if err != nil {
+		return nil, err
+	}
+	cfg := ic.Config.(*TransferConfig)
+	ic.Exports["config_path"] = cfg.ConfigPath
+	p := NewPuller(db)
+	if cfg.MaxConcurrentDownloads > 0 {
+		p.DefaultConcurrency = cfg.MaxConcurrentDownloads
+	}
+	return &transferLocal{puller: p, cfg: cfg}, nil
+}
+
+// NewPuller returns a Puller over the namespaced stores of db.
+func NewPuller(db *metadata.DB) *pull.Puller {
+	return pull.New(pull.Stores{
+		Content: db.ContentStore(),
+		Images:  db.Images(),
+		Leases:  db.Leases(),
+		Snapshotter: func(name string) snapshots.Snapshotter {
+			if s := db.Snapshotter(name); s != nil {
+				return s
+			}
+			return nil
+		},
+	})
+}
+
+// resolver builds the registry client of one pull: hosts from the client's
+// hosts directory or the configured one, credentials from `berth login`
+// and docker's config.json.
+func (t *transferLocal) resolver(_ context.Context, rr *transfertypes.RegistryResolver) (pull.Resolver, error) {
+	dir := t.cfg.ConfigPath
+	if rr.GetHostDir() != "" {
+		dir = rr.GetHostDir()
+	}
+	creds := auth.Chain(auth.NewStore("").Lookup, auth.DockerConfig(auth.DockerConfigPath()))
+	return registry.New(registry.WithHosts(hosts.ConfigureHosts(dir)), registry.WithCredentials(creds)), nil
+}
+
+func transferPlugins() []*plugin.Registration {
+	return []*plugin.Registration{
+		{Type: plugin.TransferPlugin, ID: "local", Requires: []plugin.Type{plugin.MetadataPlugin},
+			Config: func() any { return &TransferConfig{ConfigPath: "/etc/berth/certs.d", MaxConcurrentDownloads: 3} },
+			InitFn: initTransfer},
+		grpcPlugin("streaming", nil, func(*plugin.InitContext) (any, error) { return streamingsvc.New(), nil }),
+		grpcPlugin("transfer", []plugin.Type{plugin.TransferPlugin}, func(ic *plugin.InitContext) (any, error) {
+			t, err := ic.Get(plugin.TransferPlugin)
+			if err != nil {
+				return nil, err
+			}
+			s, err := ic.GetByID(plugin.GRPCPlugin, "streaming")
+			if err != nil {
+				return nil, err
+			}
+			tl := t.(*transferLocal)
+			return transfersvc.New(tl.puller, tl.resolver, s.(*streamingsvc.Service)), nil
+		}),
+	}
+}
