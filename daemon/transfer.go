@@ -69,7 +69,23 @@ func (t *transferLocal) resolver(_ context.Context, rr *transfertypes.RegistryRe
 		dir = rr.GetHostDir()
 	}
 	creds := auth.Chain(auth.NewStore("").Lookup, auth.DockerConfig(auth.DockerConfigPath()))
-	return registry.New(registry.WithHosts(hosts.ConfigureHosts(dir)), registry.WithCredentials(creds)), nil
+	hf := hosts.ConfigureHosts(dir)
+	if rr.GetDefaultScheme() == "http" {
+		hf = plainHTTP(hf)
+	}
+	return registry.New(registry.WithHosts(hf), registry.WithCredentials(creds)), nil
+}
+
+// plainHTTP makes every host of hf speak plain HTTP, as a client's
+// --plain-http asks.
+func plainHTTP(hf hosts.HostsFunc) hosts.HostsFunc {
+	return func(registryHost string) ([]hosts.Host, error) {
+		hs, err := hf(registryHost)
+		for i := range hs {
+			hs[i].Scheme = "http"
+		}
+		return hs, err
+	}
 }
 
 func transferPlugins() []*plugin.Registration {

@@ -120,6 +120,7 @@ func (j *job) unpackLayer(ctx context.Context, sn snapshots.Snapshotter, desc oc
 		return fmt.Errorf("layer %s: commit snapshot %s: %w", desc.Digest, chainID, err)
 	}
 	committed = true
+	j.cfg.Progress(Progress{Kind: "layer", Digest: desc.Digest, Status: StatusUnpacked, Offset: applied.Size, Total: applied.Size})
 	return nil
 }
 

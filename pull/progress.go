@@ -10,6 +10,7 @@ const (
 	StatusWaiting     Status = "waiting"
 	StatusDownloading Status = "downloading"
 	StatusUnpacking   Status = "unpacking"
+	StatusUnpacked    Status = "unpacked"
 	StatusDone        Status = "done"
 	StatusExists      Status = "exists"
 	StatusFailed      Status = "failed"

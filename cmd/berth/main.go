@@ -88,6 +88,7 @@ func newRootCommand(a *app, getenv func(string) string) *cobra.Command {
 		newImagesCommand(a),
 		newPluginsCommand(a),
 		newEventsCommand(a),
+		newPullCommand(a),
 	)
 	return root
 }

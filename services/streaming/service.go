@@ -70,8 +70,9 @@ func (s *Service) Stream(srv api.Streaming_StreamServer) error {
 	if err != nil {
 		return err
 	}
-	var init api.StreamInit
-	if err := typeurl.UnmarshalTo(first, &init); err != nil || init.ID == "" {
+	v, err := typeurl.UnmarshalAny(first)
+	init, ok := v.(*api.StreamInit)
+	if err != nil || !ok || init.ID == "" {
 		return fmt.Errorf("stream: the first message must be a StreamInit with an id: %w", errdefs.ErrInvalidArgument)
 	}
 	st := &stream{srv: srv, closed: make(chan struct{})}
