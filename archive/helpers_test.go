@@ -208,7 +208,7 @@ func describeXattrs(p string) string {
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root")
+		t.Fatal("needs root: run the tests as root (make test does)")
 	}
 }
 

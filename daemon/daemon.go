@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/berth-dev/berth/config"
 	"github.com/berth-dev/berth/log"
-	"github.com/berth-dev/berth/metadata"
 	"github.com/berth-dev/berth/plugin"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/grpc"
@@ -175,9 +175,13 @@ func (d *Daemon) Close() error {
 	}
 	d.cancel()
 	var errs []error
+	// Plugins close in reverse order of start: the database before the
+	// snapshotters and stores it sits on.
 	for _, p := range slices.Backward(d.plugins.Plugins()) {
-		if db, ok := p.Instance.(*metadata.DB); ok {
-			errs = append(errs, db.Close())
+		if c, ok := p.Instance.(io.Closer); ok && p.Err == nil {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close plugin %s: %w", p.Registration.URI(), err))
+			}
 		}
 	}
 	if d.lock != nil {
