@@ -6,7 +6,8 @@ REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/berth-dev/berth/version.Revision=$(REVISION)
 
 # Packages with concurrency run under the race detector.
-RACE_PKGS := ./content/... ./events/... ./metadata/... ./gc/... ./filters/... ./daemon/... ./services/...
+RACE_PKGS := ./content/... ./events/... ./metadata/... ./gc/... ./filters/... ./daemon/... ./services/... \
+	./pull/... ./remotes/... ./snapshots/... ./archive/... ./mount/...
 
 .PHONY: build demo demo-stop test deps-test lint unit integration bench-footprint clean
 
@@ -31,7 +32,8 @@ lint:
 
 unit:
 	$(GO) test -count=1 -race $(RACE_PKGS)
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v -e /integration -e /bench/)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v -E '/(integration|bench)(/|$$)' | \
+		grep -v -E 'berth/(content|events|metadata|gc|filters|daemon|services|pull|remotes|snapshots|archive|mount)(/|$$)')
 
 integration:
 	BERTHD=$(CURDIR)/bin/berthd $(GO) test -count=1 -v ./integration/ 2>&1 | tee /tmp/berth-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}

@@ -41,7 +41,10 @@ test)
 	need_go
 	# containerd: Debian's ctr 1.6 is the compatibility peer of the tests,
 	# and its daemon the baseline of bench/.
-	apt_install ca-certificates git make containerd runc
+	# docker-registry: the real registry of pull/push tests (127.0.0.1);
+	# skopeo: pushes test layouts and checks what berth pushes;
+	# busybox-static: the offline test and demo images are built from it.
+	apt_install ca-certificates git make containerd runc docker-registry skopeo busybox-static
 	;;
 *)
 	echo "usage: $0 demo|test" >&2
