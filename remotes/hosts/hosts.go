@@ -140,10 +140,14 @@ func (h Host) URL() string {
 // of a reference, "docker.io" for Docker Hub), in the order to try them.
 type HostsFunc func(registryHost string) ([]Host, error)
 
+// defaultHosts is shared so that its TLS configs (loopback registries
+// skip verification) stay the same between calls.
+var defaultHosts = ConfigureHosts("")
+
 // DefaultHosts returns the registry itself, as when no hosts directory is
 // configured.
 func DefaultHosts(registryHost string) ([]Host, error) {
-	return ConfigureHosts("")(registryHost)
+	return defaultHosts(registryHost)
 }
 
 // ConfigureHosts returns a HostsFunc reading the hosts directory dir. The

@@ -42,7 +42,7 @@ type ErrorEntry struct {
 }
 
 func (e *Error) Error() string {
-	if c := e.class.Error(); !strings.Contains(e.Message, c) {
+	if c := e.class.Error(); !strings.Contains(strings.ToLower(e.Message), c) {
 		return e.Message + ": " + c
 	}
 	return e.Message

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -130,7 +131,10 @@ func buildImage(t *testing.T, tag string) testImage {
 	var img testImage
 	var entries []ocispec.Descriptor
 	for _, arch := range []string{"amd64", "arm64"} {
-		layer := newBlob(ocispec.MediaTypeImageLayerGzip, tarGz(t, "hello.txt", "hello from "+arch+" "+tag+"\n"))
+		// A nonce makes every image new to the registry, which outlives a
+		// test run (go test -count=N shares it).
+		text := fmt.Sprintf("hello from %s %s %d\n", arch, tag, time.Now().UnixNano())
+		layer := newBlob(ocispec.MediaTypeImageLayerGzip, tarGz(t, "hello.txt", text))
 		cfg := jsonBlob(t, ocispec.MediaTypeImageConfig, ocispec.Image{
 			Platform: ocispec.Platform{OS: "linux", Architecture: arch},
 			RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{layer.desc.Digest}},

@@ -127,11 +127,11 @@ func (c *Client) do(ctx context.Context, e endpoint, r request) (*http.Response,
 		}
 		if resp.StatusCode == http.StatusUnauthorized && !challenged {
 			challenged = true
-			err := c.auth.Challenged(ctx, e.client, resp, r.scopes)
-			drain(resp)
-			if err != nil {
-				return nil, err
+			if err := c.auth.Challenged(ctx, e.client, resp, r.scopes); err != nil {
+				// The registry's words first, then why a second try cannot help.
+				return nil, fmt.Errorf("%w: %w", responseError(resp, ""), err)
 			}
+			drain(resp)
 			attempt-- // a challenge is not a failure
 			continue
 		}

@@ -91,13 +91,14 @@ func (c *Client) resolveOn(ctx context.Context, e endpoint) (ocispec.Descriptor,
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	if resp.StatusCode == http.StatusNotFound {
+	switch {
+	case resp.StatusCode == http.StatusNotFound || retryableStatus(resp.StatusCode):
 		return ocispec.Descriptor{}, responseError(resp, "manifest")
+	case resp.StatusCode != http.StatusOK:
+		drain(resp)
+		return c.resolveGET(ctx, e, req) // GET works, or tells why (HEAD has no body)
 	}
 	drain(resp)
-	if resp.StatusCode != http.StatusOK {
-		return c.resolveGET(ctx, e, req) // GET tells why (HEAD has no body) or works
-	}
 	mt := contentType(resp)
 	if mt == mediaTypeDockerSchema1 || mt == mediaTypeDockerSchema1JWS {
 		return ocispec.Descriptor{}, schema1Error(mt)

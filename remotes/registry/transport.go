@@ -11,6 +11,10 @@ import (
 	"github.com/berth-dev/berth/remotes/hosts"
 )
 
+// maxTransports bounds the transport cache; past it the cache starts
+// afresh.
+const maxTransports = 64
+
 // transportKey is what makes two hosts need different transports.
 type transportKey struct {
 	tls         *tls.Config
@@ -48,6 +52,12 @@ func (c *Client) httpClient(h hosts.Host) *http.Client {
 	}
 	if h.HTTPFallback {
 		rt = &fallbackTransport{next: rt, memory: c.fallback}
+	}
+	if len(c.transport) >= maxTransports { // TLS files edited many times over
+		for k, old := range c.transport {
+			old.CloseIdleConnections()
+			delete(c.transport, k)
+		}
 	}
 	hc := &http.Client{Transport: rt}
 	c.transport[key] = hc
