@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"context"
+	"sync"
 
 	"github.com/berth-dev/berth/metadata"
 	"github.com/berth-dev/berth/plugin"
 	"github.com/berth-dev/berth/pull"
+	"github.com/berth-dev/berth/remotes"
 	"github.com/berth-dev/berth/remotes/auth"
 	"github.com/berth-dev/berth/remotes/hosts"
 	"github.com/berth-dev/berth/remotes/registry"
@@ -27,8 +29,14 @@ type TransferConfig struct {
 // transferLocal is the daemon's pull machinery: one Puller, so that
 // concurrent pulls share downloads, and the registry settings.
 type transferLocal struct {
+	db     *metadata.DB
 	puller *pull.Puller
 	cfg    *TransferConfig
+
+	// clients keeps one registry client per hosts directory and scheme,
+	// so tokens and connections are reused across pulls.
+	mu      sync.Mutex
+	clients map[string]*registry.Client
 }
 
 func initTransfer(_ context.Context, ic *plugin.InitContext) (any, error) {
@@ -42,7 +50,7 @@ func initTransfer(_ context.Context, ic *plugin.InitContext) (any, error) {
 	if cfg.MaxConcurrentDownloads > 0 {
 		p.DefaultConcurrency = cfg.MaxConcurrentDownloads
 	}
-	return &transferLocal{puller: p, cfg: cfg}, nil
+	return &transferLocal{db: db, puller: p, cfg: cfg}, nil
 }
 
 // NewPuller returns a Puller over the namespaced stores of db.
@@ -63,17 +71,28 @@ func NewPuller(db *metadata.DB) *pull.Puller {
 // resolver builds the registry client of one pull: hosts from the client's
 // hosts directory or the configured one, credentials from `berth login`
 // and docker's config.json.
-func (t *transferLocal) resolver(_ context.Context, rr *transfertypes.RegistryResolver) (pull.Resolver, error) {
+func (t *transferLocal) resolver(_ context.Context, rr *transfertypes.RegistryResolver) (remotes.Resolver, error) {
 	dir := t.cfg.ConfigPath
 	if rr.GetHostDir() != "" {
 		dir = rr.GetHostDir()
+	}
+	key := dir + "\x00" + rr.GetDefaultScheme()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c, ok := t.clients[key]; ok {
+		return c, nil
 	}
 	creds := auth.Chain(auth.NewStore("").Lookup, auth.DockerConfig(auth.DockerConfigPath()))
 	hf := hosts.ConfigureHosts(dir)
 	if rr.GetDefaultScheme() == "http" {
 		hf = plainHTTP(hf)
 	}
-	return registry.New(registry.WithHosts(hf), registry.WithCredentials(creds)), nil
+	c := registry.New(registry.WithHosts(hf), registry.WithCredentials(creds))
+	if t.clients == nil {
+		t.clients = map[string]*registry.Client{}
+	}
+	t.clients[key] = c
+	return c, nil
 }
 
 // plainHTTP makes every host of hf speak plain HTTP, as a client's
@@ -104,7 +123,7 @@ func transferPlugins() []*plugin.Registration {
 				return nil, err
 			}
 			tl := t.(*transferLocal)
-			return transfersvc.New(tl.puller, tl.resolver, s.(*streamingsvc.Service)), nil
+			return transfersvc.New(tl.puller, tl.resolver, s.(*streamingsvc.Service), tl.db.ContentStore(), tl.db.Images()), nil
 		}),
 	}
 }

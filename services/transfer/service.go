@@ -10,7 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/content"
+	"github.com/berth-dev/berth/images"
 	"github.com/berth-dev/berth/pull"
+	"github.com/berth-dev/berth/push"
+	"github.com/berth-dev/berth/remotes"
 	"github.com/berth-dev/berth/services/streaming"
 	api "github.com/containerd/containerd/api/services/transfer/v1"
 	"github.com/containerd/containerd/api/types"
@@ -23,9 +27,9 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-// ResolverFunc makes the resolver of a pull from the client's resolver
-// settings (hosts directory, headers, default scheme).
-type ResolverFunc func(ctx context.Context, cfg *transfertypes.RegistryResolver) (pull.Resolver, error)
+// ResolverFunc makes the registry client of a transfer from the client's
+// resolver settings (hosts directory, headers, default scheme).
+type ResolverFunc func(ctx context.Context, cfg *transfertypes.RegistryResolver) (remotes.Resolver, error)
 
 // Service is the gRPC service.
 type Service struct {
@@ -33,11 +37,13 @@ type Service struct {
 	puller   *pull.Puller
 	resolver ResolverFunc
 	streams  *streaming.Service
+	content  content.Store
+	images   images.Store
 }
 
-// New returns the service.
-func New(p *pull.Puller, r ResolverFunc, streams *streaming.Service) *Service {
-	return &Service{puller: p, resolver: r, streams: streams}
+// New returns the service: pulls through p, pushes from cs and is.
+func New(p *pull.Puller, r ResolverFunc, streams *streaming.Service, cs content.Store, is images.Store) *Service {
+	return &Service{puller: p, resolver: r, streams: streams, content: cs, images: is}
 }
 
 // Register adds the service to s.
@@ -52,15 +58,36 @@ func (s *Service) Transfer(ctx context.Context, req *api.TransferRequest) (*empt
 	if err != nil {
 		return nil, fmt.Errorf("transfer: destination: %v: %w", err, errdefs.ErrInvalidArgument)
 	}
-	reg, okSrc := src.(*transfertypes.OCIRegistry)
-	store, okDst := dst.(*transfertypes.ImageStore)
-	if !okSrc || !okDst {
-		return nil, fmt.Errorf("transfer from %s to %s: only pulls (OCIRegistry to ImageStore) are served yet: %w",
-			req.Source.GetTypeUrl(), req.Destination.GetTypeUrl(), errdefs.ErrNotImplemented)
-	}
 	progress, closeProgress := s.progress(ctx, req.GetOptions().GetProgressStream())
 	defer closeProgress()
-	return &emptypb.Empty{}, s.pull(ctx, reg, store, progress)
+	switch src := src.(type) {
+	case *transfertypes.OCIRegistry:
+		if store, ok := dst.(*transfertypes.ImageStore); ok {
+			return &emptypb.Empty{}, s.pull(ctx, src, store, progress)
+		}
+	case *transfertypes.ImageStore:
+		if reg, ok := dst.(*transfertypes.OCIRegistry); ok {
+			return &emptypb.Empty{}, s.push(ctx, src, reg, progress)
+		}
+	}
+	return nil, fmt.Errorf("transfer from %s to %s: only pulls (OCIRegistry to ImageStore) and pushes (ImageStore to OCIRegistry) are served: %w",
+		req.Source.GetTypeUrl(), req.Destination.GetTypeUrl(), errdefs.ErrNotImplemented)
+}
+
+func (s *Service) push(ctx context.Context, store *transfertypes.ImageStore, reg *transfertypes.OCIRegistry, progress func(*transfertypes.Progress)) error {
+	r, err := s.resolver(ctx, reg.GetResolver())
+	if err != nil {
+		return err
+	}
+	err = push.Push(ctx, s.content, s.images, r, store.Name, reg.Reference, func(p push.Progress) {
+		progress(&transfertypes.Progress{Event: p.Status, Name: "blob " + p.Desc.Digest.String(), Progress: p.Desc.Size, Total: p.Desc.Size,
+			Desc: &types.Descriptor{MediaType: p.Desc.MediaType, Digest: p.Desc.Digest.String(), Size: p.Desc.Size}})
+	})
+	if err != nil {
+		return err
+	}
+	progress(&transfertypes.Progress{Event: fmt.Sprintf("Completed push to %s", reg.Reference)})
+	return nil
 }
 
 func (s *Service) pull(ctx context.Context, reg *transfertypes.OCIRegistry, store *transfertypes.ImageStore, progress func(*transfertypes.Progress)) error {
