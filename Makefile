@@ -11,8 +11,12 @@ RACE_PKGS := ./content/... ./events/... ./metadata/... ./gc/... ./filters/... ./
 
 .PHONY: build demo demo-stop test deps-test lint unit integration bench-footprint clean
 
+# No cgo and no grpc tracing: 4 MiB less resident memory (bench/footprint).
+# (The race detector needs cgo, so only the build turns it off.)
+BUILDFLAGS := -tags grpcnotrace -ldflags "$(LDFLAGS)"
+
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build $(BUILDFLAGS) -o bin/ ./cmd/...
 
 demo:
 	scripts/setup.sh demo
@@ -34,6 +38,7 @@ unit:
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -E '/(integration|bench)(/|$$)' | \
 		grep -v -E 'berth/(content|events|metadata|gc|filters|daemon|services|pull|remotes|snapshots|archive|mount)(/|$$)')
+	$(GO) test -count=1 ./bench/...
 
 integration:
 	BERTHD=$(CURDIR)/bin/berthd $(GO) test -count=1 -v ./integration/ 2>&1 | tee /tmp/berth-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}

@@ -40,7 +40,8 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	berthdPath, builtHere = filepath.Join(dir, "berthd"), true
-	cmd := exec.Command("go", "build", "-o", berthdPath, "github.com/berth-dev/berth/cmd/berthd")
+	cmd := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", berthdPath, "github.com/berth-dev/berth/cmd/berthd")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "build berthd: %v\n", err)

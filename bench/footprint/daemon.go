@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -17,46 +18,18 @@ import (
 type target struct {
 	Name   string `json:"name"`
 	Binary string `json:"binary"`
-	// Extra is config text after the [grpc] table: the containerd rows
-	// keep the opt plugin inside the temp dir and list disabled plugins.
+	// Extra is config text after the [grpc] table: it keeps containerd's
+	// opt plugin inside the temp dir.
 	Extra string `json:"-"`
-	// Disabled is the disabled_plugins list written to the config.
-	Disabled []string `json:"disabled_plugins,omitempty"`
+	// Comparable marks the containerd run restricted to berthd's plugins;
+	// Disabled, its disabled_plugins, is derived once both others ran.
+	Comparable bool     `json:"comparable,omitempty"`
+	Disabled   []string `json:"disabled_plugins,omitempty"`
 }
 
-// comparableDisabled is every plugin of Debian's containerd 1.6.20 that
-// berth does not have yet: CRI, the snapshotters but native (the bolt
-// metadata plugin refuses to start without one), diff, containers,
-// snapshots, tasks and their runtimes, the cgroups monitor, restart, opt
-// and healthcheck. What stays matches berth's set: content, bolt, exchange,
-// gc, leases and the introspection, version, namespaces, content, images,
-// leases and events services.
-var comparableDisabled = []string{
-	"io.containerd.grpc.v1.cri",
-	"io.containerd.snapshotter.v1.aufs",
-	"io.containerd.snapshotter.v1.btrfs",
-	"io.containerd.snapshotter.v1.devmapper",
-	"io.containerd.snapshotter.v1.overlayfs",
-	"io.containerd.snapshotter.v1.zfs",
-	"io.containerd.differ.v1.walking",
-	"io.containerd.service.v1.diff-service",
-	"io.containerd.grpc.v1.diff",
-	"io.containerd.service.v1.containers-service",
-	"io.containerd.grpc.v1.containers",
-	"io.containerd.service.v1.snapshots-service",
-	"io.containerd.grpc.v1.snapshots",
-	"io.containerd.runtime.v1.linux",
-	"io.containerd.runtime.v2.task",
-	"io.containerd.monitor.v1.cgroups",
-	"io.containerd.service.v1.tasks-service",
-	"io.containerd.grpc.v1.tasks",
-	"io.containerd.internal.v1.restart",
-	"io.containerd.internal.v1.opt",
-	"io.containerd.grpc.v1.healthcheck",
-}
-
-// targets returns the daemons in table order: berthd, then containerd
-// twice unless containerd is "".
+// targets returns the daemons in table order: berthd, containerd as
+// Debian ships it, and containerd with berthd's plugins only; containerd
+// is left out when its path is "". measureAll relies on this order.
 func targets(berthd, containerd string) []target {
 	if containerd == "" {
 		return []target{{Name: "berthd", Binary: berthd}}
@@ -67,8 +40,39 @@ func targets(berthd, containerd string) []target {
 	return []target{
 		{Name: "berthd", Binary: berthd},
 		{Name: "containerd", Binary: containerd, Extra: opt},
-		{Name: "containerd (comparable plugins)", Binary: containerd, Disabled: comparableDisabled},
+		{Name: "containerd (comparable plugins)", Binary: containerd, Extra: opt, Comparable: true},
 	}
+}
+
+// comparableDisabled is every containerd plugin berthd does not load, so
+// that the restricted containerd serves what berthd serves. Two kinds stay
+// although berthd has no plugin of that name: containerd's
+// io.containerd.service.v1.X-service, the local half of each gRPC service X
+// berthd serves, and the native snapshotter when berthd loads no
+// snapshotter containerd has, since containerd's bolt plugin refuses to
+// start without one.
+func comparableDisabled(berthd, containerd []string) []string {
+	keep := make(map[string]bool)
+	for _, p := range berthd {
+		keep[p] = true
+		if svc, ok := strings.CutPrefix(p, "io.containerd.grpc.v1."); ok {
+			keep["io.containerd.service.v1."+svc+"-service"] = true
+		}
+	}
+	hasSnapshotter := slices.ContainsFunc(containerd, func(p string) bool {
+		return keep[p] && strings.HasPrefix(p, "io.containerd.snapshotter.v1.")
+	})
+	if !hasSnapshotter {
+		keep["io.containerd.snapshotter.v1.native"] = true
+	}
+	var disabled []string
+	for _, p := range containerd {
+		if !keep[p] && !slices.Contains(disabled, p) {
+			disabled = append(disabled, p)
+		}
+	}
+	slices.Sort(disabled)
+	return disabled
 }
 
 // config is the config file given to the daemon running in dir.

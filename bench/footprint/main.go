@@ -7,7 +7,7 @@
 // and whether berthd meets the idle goal; it fails only when a daemon
 // cannot be run or measured, never on a missed goal.
 //
-//	go build -o bin/ ./cmd/... && go run ./bench/footprint
+//	go build -o bin/ ./cmd/berthd && go run ./bench/footprint
 package main
 
 import (
@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -113,11 +114,16 @@ func prepare(ts []target) (map[string]string, error) {
 }
 
 // measureAll measures every target o.runs times, alternating targets so
-// that drift on the machine spreads over all of them.
+// that drift on the machine spreads over all of them. The comparable
+// target's disabled plugins are derived from the first run of the others.
 func measureAll(ctx context.Context, ts []target, tmp string, o options) ([][]result, error) {
 	results := make([][]result, len(ts))
 	for r := range o.runs {
-		for i, t := range ts {
+		for i := range ts {
+			if ts[i].Comparable && ts[i].Disabled == nil {
+				ts[i].Disabled = comparableDisabled(results[0][0].Loaded, slices.Concat(results[1][0].Loaded, results[1][0].Failed))
+			}
+			t := ts[i]
 			dir := filepath.Join(tmp, fmt.Sprintf("%d.%d", i, r))
 			res, err := measure(ctx, t, dir, o)
 			if err != nil {
@@ -131,7 +137,8 @@ func measureAll(ctx context.Context, ts []target, tmp string, o options) ([][]re
 
 // result is one measurement of one daemon.
 type result struct {
-	Plugins  int           `json:"plugins_ok"`
+	Loaded   []string      `json:"plugins_loaded"`
+	Failed   []string      `json:"plugins_failed,omitempty"`
 	Ready    time.Duration `json:"ready_ns"`
 	Idle     memSample     `json:"idle_after_start"`
 	OpsWall  time.Duration `json:"ops_wall_ns"`
@@ -163,7 +170,7 @@ func measure(ctx context.Context, t target, dir string, o options) (res result, 
 	if res.Ready, err = p.waitSocket(rctx); err != nil {
 		return res, err
 	}
-	if res.Plugins, err = introspect(rctx, p.socket); err != nil {
+	if res.Loaded, res.Failed, err = introspect(rctx, p.socket); err != nil {
 		return res, err
 	}
 	if res.Idle, err = settleAndRead(ctx, p, o.settle); err != nil {
@@ -179,21 +186,20 @@ func measure(ctx context.Context, t target, dir string, o options) (res result, 
 	return res, nil
 }
 
-// introspect checks the daemon answers and counts its loaded plugins.
-func introspect(ctx context.Context, socket string) (int, error) {
+// introspect checks the daemon answers and lists its plugins.
+func introspect(ctx context.Context, socket string) (loaded, failed []string, err error) {
 	c, err := dial(socket)
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
 	defer c.Close()
 	if err := c.version(ctx); err != nil {
-		return 0, fmt.Errorf("version: %w", err)
+		return nil, nil, fmt.Errorf("version: %w", err)
 	}
-	n, err := c.plugins(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("introspection: %w", err)
+	if loaded, failed, err = c.plugins(ctx); err != nil {
+		return nil, nil, fmt.Errorf("introspection: %w", err)
 	}
-	return n, nil
+	return loaded, failed, nil
 }
 
 // timeOps runs n operations on a fresh connection, closed before return.

@@ -62,14 +62,14 @@ func readKV(path string) (map[string]int64, error) {
 }
 
 // parseKV reads "Key:   123 kB" lines as found in /proc/PID/status and
-// smaps_rollup; lines whose value is not a number (Name, the rollup's
-// address header) are skipped.
+// smaps_rollup; lines whose value is not a number (Name) and the rollup's
+// address header are skipped.
 func parseKV(r io.Reader) (map[string]int64, error) {
 	kv := make(map[string]int64)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		key, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
+		if !ok || strings.ContainsAny(key, " \t") {
 			continue
 		}
 		fields := strings.Fields(rest)

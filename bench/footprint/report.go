@@ -38,7 +38,7 @@ func memRows(prefix string, get func(result) memSample) []row {
 // rows are the table's rows for n operations.
 func rows(n int) []row {
 	rs := []row{
-		{"plugins_ok", "plugins loaded", "%.0f", func(r result) float64 { return float64(r.Plugins) }},
+		{"plugins_loaded", "plugins loaded", "%.0f", func(r result) float64 { return float64(len(r.Loaded)) }},
 		{"ready_ms", "start-up to socket ready (ms)", "%.1f", func(r result) float64 { return ms(r.Ready) }},
 		{label: "idle after start-up"},
 	}
@@ -119,6 +119,9 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "footprint: %d ops, %s settle, median of %d run(s)\n", r.Ops, time.Duration(r.SettleSeconds*float64(time.Second)), r.Runs)
 	for _, d := range r.Daemons {
 		fmt.Fprintf(w, "  %s: %s (%s)\n", d.Name, d.Binary, d.Version)
+		if d.Comparable {
+			fmt.Fprintf(w, "    disabled_plugins: %s\n", strings.Join(d.Disabled, " "))
+		}
 	}
 	fmt.Fprintln(w)
 	head := []string{"metric"}

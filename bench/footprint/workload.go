@@ -48,19 +48,22 @@ func (c *client) version(ctx context.Context) error {
 	return err
 }
 
-// plugins counts the plugins the daemon reports as loaded without error.
-func (c *client) plugins(ctx context.Context) (int, error) {
+// plugins lists the daemon's plugins as type.id URIs, loaded and failed
+// (containerd reports the snapshotters this machine cannot run as failed).
+func (c *client) plugins(ctx context.Context) (loaded, failed []string, err error) {
 	resp, err := introspectionapi.NewIntrospectionClient(c.conn).Plugins(ctx, &introspectionapi.PluginsRequest{})
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
-	n := 0
 	for _, p := range resp.Plugins {
+		uri := p.Type + "." + p.ID
 		if p.InitErr == nil {
-			n++
+			loaded = append(loaded, uri)
+		} else {
+			failed = append(failed, uri)
 		}
 	}
-	return n, nil
+	return loaded, failed, nil
 }
 
 // step is one operation of the workload's cycle on namespace ns with the

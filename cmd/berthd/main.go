@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -55,6 +56,11 @@ func run() error {
 	}
 	for _, w := range warnings {
 		logger.Warn(w.String())
+	}
+	// berthd idles most of its life: half Go's default heap goal keeps
+	// about 2 MiB less resident after bursts of work (bench/footprint).
+	if _, ok := os.LookupEnv("GOGC"); !ok {
+		debug.SetGCPercent(50)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
