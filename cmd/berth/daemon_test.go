@@ -202,7 +202,7 @@ func testResumeIngest(t *testing.T, c cli, ns string) string {
 }
 
 func testImages(t *testing.T, c cli, ns string) {
-	if out := c.ok(nil, "-n", ns, "images", "ls"); strings.TrimSpace(out) != "NAME   TYPE   DIGEST   AGE   LABELS" {
+	if out := c.ok(nil, "-n", ns, "images", "ls"); strings.TrimSpace(out) != "NAME   TYPE   DIGEST   SIZE   PLATFORMS   AGE   LABELS" {
 		t.Errorf("images ls of an empty namespace:\n%s", out)
 	}
 	var list []imageView
@@ -414,7 +414,7 @@ func stopProcess(t *testing.T, p *os.Process, exited <-chan struct{}) {
 	select {
 	case <-exited:
 	case <-time.After(10 * time.Second):
-		t.Logf("containerd (pid %d) ignored SIGTERM; killing it", p.Pid)
+		t.Logf("daemon (pid %d) ignored SIGTERM; killing it", p.Pid)
 		p.Kill()
 		<-exited
 	}
@@ -431,11 +431,11 @@ func waitForSocket(t *testing.T, sock string, exited <-chan struct{}, logPath st
 		select {
 		case <-exited:
 			logs, _ := os.ReadFile(logPath)
-			t.Fatalf("containerd exited before serving:\n%s", logs)
+			t.Fatalf("the daemon exited before serving:\n%s", logs)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("containerd did not serve %s within 20s", sock)
+			t.Fatalf("the daemon did not serve %s within 20s", sock)
 		}
 	}
 }

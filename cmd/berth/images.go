@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -11,10 +12,14 @@ import (
 )
 
 type imageView struct {
-	Name      string            `json:"name"`
-	MediaType string            `json:"mediaType"`
-	Digest    string            `json:"digest"`
-	Size      int64             `json:"size"`
+	Name      string `json:"name"`
+	MediaType string `json:"mediaType"`
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+	// ImageSize is the config and layers of the manifest for this host's
+	// platform; 0 when the content store lacks them.
+	ImageSize int64             `json:"imageSize,omitempty"`
+	Platforms []string          `json:"platforms"`
 	CreatedAt time.Time         `json:"createdAt,omitzero"`
 	UpdatedAt time.Time         `json:"updatedAt,omitzero"`
 	Labels    map[string]string `json:"labels,omitempty"`
@@ -26,7 +31,14 @@ func newImagesCommand(a *app) *cobra.Command {
 		Aliases: []string{"image", "i"},
 		Short:   "Manage images",
 	}
-	cmd.AddCommand(newImageListCommand(a), newImageRemoveCommand(a))
+	cmd.AddCommand(
+		newImageListCommand(a),
+		newImageRemoveCommand(a),
+		newImageInspectCommand(a),
+		newTagCommand(a),
+		newImportCommand(a),
+		newExportCommand(a),
+	)
 	return cmd
 }
 
@@ -38,7 +50,7 @@ func newImageListCommand(a *app) *cobra.Command {
 		Short:   "List images, optionally only those matching any of the filters",
 		RunE: func(cmd *cobra.Command, filters []string) error {
 			return a.run(cmd.Context(), func(ctx context.Context, c *conn) error {
-				views, err := listImages(ctx, c, filters)
+				views, err := listImages(ctx, c, filters, !quiet)
 				if err != nil {
 					return err
 				}
@@ -53,7 +65,9 @@ func newImageListCommand(a *app) *cobra.Command {
 	return cmd
 }
 
-func listImages(ctx context.Context, c *conn, filters []string) ([]imageView, error) {
+// listImages lists the image records; with summarize, it reads their
+// manifests for sizes and platforms too.
+func listImages(ctx context.Context, c *conn, filters []string, summarize bool) ([]imageView, error) {
 	resp, err := imagesapi.NewImagesClient(c.cc).List(ctx, &imagesapi.ListImagesRequest{Filters: filters})
 	if err != nil {
 		return nil, err
@@ -61,11 +75,20 @@ func listImages(ctx context.Context, c *conn, filters []string) ([]imageView, er
 	views := make([]imageView, 0, len(resp.GetImages()))
 	for _, img := range resp.GetImages() {
 		target := img.GetTarget()
+		var size int64
+		var platforms []string
+		if summarize {
+			if size, platforms, err = imageSummary(ctx, c, fromProto(target)); err != nil {
+				return nil, fmt.Errorf("image %q: %w", img.GetName(), err)
+			}
+		}
 		views = append(views, imageView{
 			Name:      img.GetName(),
 			MediaType: target.GetMediaType(),
 			Digest:    target.GetDigest(),
 			Size:      target.GetSize(),
+			ImageSize: size,
+			Platforms: orEmpty(platforms),
 			CreatedAt: asTime(img.GetCreatedAt()),
 			UpdatedAt: asTime(img.GetUpdatedAt()),
 			Labels:    img.GetLabels(),
@@ -75,12 +98,17 @@ func listImages(ctx context.Context, c *conn, filters []string) ([]imageView, er
 	return views, nil
 }
 
-// imageTable shows the image record only; sizes and platforms would need the
-// manifests read from the content store.
+// imageTable shows the image records with, like ctr, the size and the
+// platforms read from their manifests.
 func imageTable(views []imageView, now time.Time) *table {
-	t := newTable("NAME", "TYPE", "DIGEST", "AGE", "LABELS")
+	t := newTable("NAME", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "AGE", "LABELS")
 	for _, v := range views {
-		t.add(v.Name, dash(v.MediaType), dash(v.Digest), humanAge(now, v.CreatedAt), formatLabels(v.Labels))
+		size := "-"
+		if v.ImageSize > 0 {
+			size = humanSize(v.ImageSize)
+		}
+		t.add(v.Name, dash(v.MediaType), dash(v.Digest), size, dash(strings.Join(v.Platforms, ",")),
+			humanAge(now, v.CreatedAt), formatLabels(v.Labels))
 	}
 	return t
 }

@@ -89,6 +89,11 @@ func newRootCommand(a *app, getenv func(string) string) *cobra.Command {
 		newPluginsCommand(a),
 		newEventsCommand(a),
 		newPullCommand(a),
+		newPushCommand(a),
+		newTagCommand(a),
+		newSnapshotsCommand(a),
+		newLoginCommand(a),
+		newLogoutCommand(a),
 	)
 	return root
 }

@@ -85,6 +85,15 @@ func TestCommandAliases(t *testing.T) {
 		"image rm":         "berth images rm",
 		"plugins ls":       "berth plugins ls",
 		"content active":   "berth content active",
+		"image inspect":    "berth images inspect",
+		"i import":         "berth images import",
+		"image export":     "berth images export",
+		"image tag":        "berth images tag",
+		"tag":              "berth tag",
+		"snapshot ls":      "berth snapshots ls",
+		"snapshots tree":   "berth snapshots tree",
+		"login":            "berth login",
+		"logout":           "berth logout",
 	} {
 		cmd, _, err := root.Find(strings.Fields(alias))
 		if err != nil || cmd.CommandPath() != want {
