@@ -124,7 +124,7 @@ func (d *Daemon) registrations() []*plugin.Registration {
 			return eventssvc.New(ex.(*exchange.Exchange)), nil
 		}),
 	}
-	return append(regs, transferPlugins()...)
+	return append(regs, d.transferPlugins()...)
 }
 
 func grpcPlugin(id string, requires []plugin.Type, fn func(*plugin.InitContext) (any, error)) *plugin.Registration {

@@ -39,12 +39,18 @@ type transferLocal struct {
 	clients map[string]*registry.Client
 }
 
-func initTransfer(_ context.Context, ic *plugin.InitContext) (any, error) {
+func (d *Daemon) initTransfer(_ context.Context, ic *plugin.InitContext) (any, error) {
 	db, err := getDB(ic)
 	if err != nil {
 		return nil, err
 	}
 	cfg := ic.Config.(*TransferConfig)
+	if cfg.ConfigPath == "" {
+		cfg.ConfigPath = d.criRegistryConfigPath()
+	}
+	if cfg.ConfigPath == "" {
+		cfg.ConfigPath = defaultHostsDir
+	}
 	ic.Exports["config_path"] = cfg.ConfigPath
 	p := NewPuller(db)
 	if cfg.MaxConcurrentDownloads > 0 {
@@ -107,11 +113,42 @@ func plainHTTP(hf hosts.HostsFunc) hosts.HostsFunc {
 	}
 }
 
-func transferPlugins() []*plugin.Registration {
+// defaultHostsDir is the certs.d directory when the config names none.
+const defaultHostsDir = "/etc/berth/certs.d"
+
+// criRegistryConfigPath returns the CRI plugin's registry config_path
+// (version 2 or 3 layout), "" when unset: a node configured for
+// containerd's CRI keeps its mirrors when it moves to berth.
+func (d *Daemon) criRegistryConfigPath() string {
+	var sect struct {
+		Registry struct {
+			ConfigPath string `toml:"config_path"`
+		} `toml:"registry"`
+	}
+	for _, id := range []string{"io.containerd.cri.v1.images", "io.containerd.grpc.v1.cri"} {
+		if !d.cfg.HasPlugin(id) {
+			continue
+		}
+		warnings, err := d.cfg.DecodePlugin(id, &sect)
+		for _, w := range warnings {
+			d.logger.Warn(w.String())
+		}
+		if err != nil {
+			d.logger.Warn("registry config_path unreadable", "plugin", id, "error", err)
+			continue
+		}
+		if sect.Registry.ConfigPath != "" {
+			return sect.Registry.ConfigPath
+		}
+	}
+	return ""
+}
+
+func (d *Daemon) transferPlugins() []*plugin.Registration {
 	return []*plugin.Registration{
 		{Type: plugin.TransferPlugin, ID: "local", Requires: []plugin.Type{plugin.MetadataPlugin},
-			Config: func() any { return &TransferConfig{ConfigPath: "/etc/berth/certs.d", MaxConcurrentDownloads: 3} },
-			InitFn: initTransfer},
+			Config: func() any { return &TransferConfig{MaxConcurrentDownloads: 3} },
+			InitFn: d.initTransfer},
 		grpcPlugin("streaming", nil, func(*plugin.InitContext) (any, error) { return streamingsvc.New(), nil }),
 		grpcPlugin("transfer", []plugin.Type{plugin.TransferPlugin}, func(ic *plugin.InitContext) (any, error) {
 			t, err := ic.Get(plugin.TransferPlugin)
