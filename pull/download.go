@@ -9,7 +9,6 @@ import (
 
 	"github.com/berth-dev/berth/content"
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -19,9 +18,13 @@ import (
 type download struct {
 	desc ocispec.Descriptor
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	data    content.ReadAtCloser // the ingest's data; nil when the blob existed
+	mu   sync.Mutex
+	cond *sync.Cond
+	// data reads the ingest while it is written; nil when the blob existed
+	// or the store cannot follow, and again once closed. It is closed when
+	// the download has ended and no follower reads it any more.
+	data    content.ReadAtCloser
+	readers int
 	written int64
 	done    bool
 	err     error
@@ -34,14 +37,18 @@ func newDownload(desc ocispec.Descriptor) *download {
 	return d
 }
 
+// existing returns the download, ended, of a blob the store holds.
+func existing(desc ocispec.Descriptor) *download {
+	d := newDownload(desc)
+	d.existed, d.done = true, true
+	return d
+}
+
 // run fetches the blob into cs. It never returns before the download has
 // ended one way or the other.
 func (d *download) run(ctx context.Context, cs content.Store, f Fetcher, progress func(Progress)) {
 	err := d.fetch(ctx, cs, f, progress)
-	d.mu.Lock()
-	d.done, d.err = true, err
-	d.cond.Broadcast()
-	d.mu.Unlock()
+	d.finish(err)
 	st := StatusDone
 	switch {
 	case err != nil:
@@ -50,6 +57,40 @@ func (d *download) run(ctx context.Context, cs content.Store, f Fetcher, progres
 		st = StatusExists
 	}
 	progress(Progress{Kind: "layer", Digest: d.desc.Digest, Status: st, Offset: d.written, Total: d.desc.Size})
+}
+
+// finish records the end of the download and wakes everyone waiting.
+func (d *download) finish(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.done, d.err = true, err
+	d.closeData()
+	d.cond.Broadcast()
+}
+
+// closeData closes the data reader once nobody can need it; d.mu is held.
+func (d *download) closeData() {
+	if d.done && d.readers == 0 && d.data != nil {
+		_ = d.data.Close()
+		d.data = nil
+	}
+}
+
+// wait blocks, with d.mu held, until ready() or ctx is done.
+func (d *download) wait(ctx context.Context, ready func() bool) error {
+	stop := context.AfterFunc(ctx, func() {
+		d.mu.Lock()
+		d.cond.Broadcast()
+		d.mu.Unlock()
+	})
+	defer stop()
+	for !ready() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		d.cond.Wait()
+	}
+	return nil
 }
 
 func (d *download) fetch(ctx context.Context, cs content.Store, f Fetcher, progress func(Progress)) error {
@@ -72,6 +113,7 @@ func (d *download) fetch(ctx context.Context, cs content.Store, f Fetcher, progr
 		}
 		d.mu.Lock()
 		d.data = data
+		d.cond.Broadcast()
 		d.mu.Unlock()
 	}
 	rc, err := f.Fetch(ctx, d.desc)
@@ -119,57 +161,78 @@ func (d *download) copy(w io.Writer, r io.Reader, progress func(Progress)) error
 	}
 }
 
-// Wait blocks until the download ended and returns its error.
-func (d *download) Wait() error {
+// Wait blocks until the download ended and returns its error, or until
+// ctx is done: a pull that gives up does not wait for a download that
+// another pull shares.
+func (d *download) Wait(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for !d.done {
-		d.cond.Wait()
+	if err := d.wait(ctx, func() bool { return d.done }); err != nil {
+		return err
 	}
 	return d.err
 }
 
 // Follow returns a reader of the blob's bytes as they arrive. It ends with
-// the download's error if the download fails.
-func (d *download) Follow(ctx context.Context, cs content.Store) (io.ReadCloser, error) {
+// the download's error if the download fails, and with ctx's once ctx is
+// done. When the bytes can no longer be followed (the blob existed, the
+// download has ended, or the store cannot read an ingest), the reader is
+// the committed blob, opened by open once the download has ended.
+func (d *download) Follow(ctx context.Context, open func() (content.ReaderAt, error)) (io.ReadCloser, error) {
 	d.mu.Lock()
-	for d.data == nil && !d.done {
-		d.cond.Wait()
+	err := d.wait(ctx, func() bool { return d.data != nil || d.done })
+	if err == nil {
+		err = d.err
 	}
-	data, err := d.data, d.err
+	if err != nil {
+		d.mu.Unlock()
+		return nil, err
+	}
+	if data := d.data; data != nil {
+		d.readers++
+		d.mu.Unlock()
+		f := &follower{d: d, data: data}
+		f.stop = context.AfterFunc(ctx, func() {
+			d.mu.Lock()
+			f.cancelled = ctx.Err()
+			d.cond.Broadcast()
+			d.mu.Unlock()
+		})
+		return f, nil
+	}
 	d.mu.Unlock()
+	ra, err := open()
 	if err != nil {
 		return nil, err
 	}
-	if data == nil { // the blob was there already, or the store cannot follow
-		if err := d.Wait(); err != nil {
-			return nil, err
-		}
-		ra, err := cs.ReaderAt(ctx, d.desc)
-		if err != nil {
-			return nil, err
-		}
-		return struct {
-			io.Reader
-			io.Closer
-		}{io.NewSectionReader(ra, 0, ra.Size()), ra}, nil
-	}
-	return &follower{d: d}, nil
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(ra, 0, ra.Size()), ra}, nil
 }
 
 // follower reads a download's data file up to what has been written.
 type follower struct {
-	d   *download
-	off int64
+	d    *download
+	data content.ReadAtCloser
+	off  int64
+	stop func() bool
+	// cancelled is the error of the follower's context once it is done;
+	// guarded by d.mu.
+	cancelled error
+	closed    bool
 }
 
 func (f *follower) Read(p []byte) (int, error) {
 	d := f.d
 	d.mu.Lock()
-	for d.written <= f.off && !d.done {
+	for d.written <= f.off && !d.done && f.cancelled == nil {
 		d.cond.Wait()
 	}
 	avail, done, err := d.written-f.off, d.done, d.err
+	if f.cancelled != nil {
+		avail, err = 0, f.cancelled
+	}
 	d.mu.Unlock()
 	if avail <= 0 {
 		if err != nil {
@@ -179,7 +242,7 @@ func (f *follower) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 	}
-	n, rerr := d.data.ReadAt(p[:min(int64(len(p)), avail)], f.off)
+	n, rerr := f.data.ReadAt(p[:min(int64(len(p)), avail)], f.off)
 	f.off += int64(n)
 	if errors.Is(rerr, io.EOF) && n > 0 {
 		rerr = nil
@@ -187,53 +250,16 @@ func (f *follower) Read(p []byte) (int, error) {
 	return n, rerr
 }
 
-// Close does nothing: the data file is the download's.
-func (f *follower) Close() error { return nil }
-
-// flights shares downloads of the same blob between concurrent pulls.
-type flights struct {
-	mu sync.Mutex
-	m  map[digest.Digest]*flight
-}
-
-type flight struct {
-	d      *download
-	users  int
-	cancel context.CancelFunc
-}
-
-func newFlights() *flights { return &flights{m: map[digest.Digest]*flight{}} }
-
-// join returns the download of desc, starting it if nobody has; leave
-// must be called when the caller is done with it. The download runs
-// until every caller has left or it ends.
-func (fs *flights) join(ctx context.Context, desc ocispec.Descriptor, start func(context.Context, *download)) (*download, func()) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	fl, ok := fs.m[desc.Digest]
-	if !ok {
-		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		fl = &flight{d: newDownload(desc), cancel: cancel}
-		fs.m[desc.Digest] = fl
-		go func() {
-			start(fctx, fl.d)
-			fs.mu.Lock()
-			if fs.m[desc.Digest] == fl {
-				delete(fs.m, desc.Digest)
-			}
-			fs.mu.Unlock()
-		}()
+// Close releases the follower's hold on the download's data file.
+func (f *follower) Close() error {
+	f.stop()
+	d := f.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !f.closed {
+		f.closed = true
+		d.readers--
+		d.closeData()
 	}
-	fl.users++
-	var once sync.Once
-	return fl.d, func() {
-		once.Do(func() {
-			fs.mu.Lock()
-			fl.users--
-			if fl.users == 0 {
-				fl.cancel()
-			}
-			fs.mu.Unlock()
-		})
-	}
+	return nil
 }

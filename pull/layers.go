@@ -23,10 +23,20 @@ func (j *job) layers(ctx context.Context, layers []ocispec.Descriptor, diffIDs [
 	sem := make(chan struct{}, j.cfg.Concurrency)
 	for i, l := range layers {
 		j.cfg.Progress(Progress{Kind: "layer", Digest: l.Digest, Status: StatusWaiting, Total: l.Size})
-		d, leave := j.p.inflight.join(ctx, l, func(fctx context.Context, d *download) {
-			sem <- struct{}{}
+		if j.have(ctx, l) {
+			downloads[i] = existing(l)
+			j.cfg.Progress(Progress{Kind: "layer", Digest: l.Digest, Status: StatusExists, Offset: l.Size, Total: l.Size})
+			continue
+		}
+		d, leave := j.p.inflight.join(ctx, l, j.cfg.Progress, func(fctx context.Context, d *download, progress func(Progress)) {
+			select {
+			case sem <- struct{}{}:
+			case <-fctx.Done():
+				d.finish(fmt.Errorf("layer %s: %w", l.Digest, fctx.Err()))
+				return
+			}
 			defer func() { <-sem }()
-			d.run(fctx, j.p.stores.Content, j.fetcher, j.cfg.Progress)
+			d.run(fctx, j.p.stores.Content, j.fetcher, progress)
 		})
 		defer leave()
 		downloads[i] = d
@@ -39,7 +49,7 @@ func (j *job) layers(ctx context.Context, layers []ocispec.Descriptor, diffIDs [
 		}
 	}
 	for i, d := range downloads {
-		if err := d.Wait(); err != nil {
+		if err := d.Wait(ctx); err != nil {
 			return "", err
 		}
 		if err := j.ensureRef(ctx, layers[i]); err != nil {
@@ -47,6 +57,15 @@ func (j *job) layers(ctx context.Context, layers []ocispec.Descriptor, diffIDs [
 		}
 	}
 	return top, nil
+}
+
+// have reports whether the namespace holds blob desc already, and then
+// adds it to the pull's lease: it needs no download.
+func (j *job) have(ctx context.Context, desc ocispec.Descriptor) bool {
+	if _, err := j.p.stores.Content.Info(ctx, desc.Digest); err != nil {
+		return false
+	}
+	return j.ensureRef(ctx, desc) == nil
 }
 
 // ensureRef gives this pull's namespace (and lease) a reference to a blob
@@ -86,7 +105,7 @@ func (j *job) unpack(ctx context.Context, layers []ocispec.Descriptor, diffIDs [
 // as chainID only when the blob verified and the unpacked digest is the
 // config's diff_id. On any failure the snapshot is removed.
 func (j *job) unpackLayer(ctx context.Context, sn snapshots.Snapshotter, desc ocispec.Descriptor, diffID digest.Digest, chainID, parent string, d *download) error {
-	key := fmt.Sprintf("extract-%d-%s", time.Now().UnixNano(), chainID)
+	key := fmt.Sprintf("extract-%d-%d-%s", time.Now().UnixNano(), seq.Add(1), chainID)
 	mounts, err := sn.Prepare(ctx, key, parent)
 	if err != nil {
 		return fmt.Errorf("layer %s: prepare snapshot: %w", desc.Digest, err)
@@ -97,14 +116,21 @@ func (j *job) unpackLayer(ctx context.Context, sn snapshots.Snapshotter, desc oc
 			_ = sn.Remove(context.WithoutCancel(ctx), key)
 		}
 	}()
-	r, err := d.Follow(ctx, j.p.stores.Content)
+	r, err := d.Follow(ctx, func() (content.ReaderAt, error) {
+		// The download may have been another namespace's: refer to the
+		// blob from this one before reading it.
+		if err := j.ensureRef(ctx, desc); err != nil {
+			return nil, err
+		}
+		return j.p.stores.Content.ReaderAt(ctx, desc)
+	})
 	if err != nil {
 		return err
 	}
 	defer r.Close()
 	j.cfg.Progress(Progress{Kind: "layer", Digest: desc.Digest, Status: StatusUnpacking, Total: desc.Size})
 	applied, aerr := apply.ApplyStream(ctx, r, mounts)
-	if err := d.Wait(); err != nil {
+	if err := d.Wait(ctx); err != nil {
 		return err // the blob failed verification: what was unpacked goes
 	}
 	if aerr != nil {

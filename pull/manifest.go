@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
+	"github.com/berth-dev/berth/archive/compression"
 	"github.com/berth-dev/berth/content"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
@@ -34,8 +36,6 @@ type job struct {
 	cfg     *Config
 	fetcher Fetcher
 	ref     string
-	// unpacked is set once one manifest has been unpacked.
-	unpacked bool
 }
 
 // walk fetches what desc is and everything under it.
@@ -44,7 +44,7 @@ func (j *job) walk(ctx context.Context, desc ocispec.Descriptor) error {
 	case ocispec.MediaTypeImageIndex, MediaTypeDockerManifestList:
 		return j.index(ctx, desc)
 	case ocispec.MediaTypeImageManifest, MediaTypeDockerManifest:
-		return j.manifest(ctx, desc, j.cfg.Unpack && !j.unpacked)
+		return j.manifest(ctx, desc, j.cfg.Unpack)
 	case mediaTypeDockerSchema1, mediaTypeDockerSchema1Signed:
 		return fmt.Errorf("manifest %s is Docker schema 1, which berth does not support: rebuild or repush the image with a current tool (schema 2 or OCI): %w", desc.Digest, errdefs.ErrNotImplemented)
 	}
@@ -67,13 +67,14 @@ func (j *job) index(ctx context.Context, desc ocispec.Descriptor) error {
 	if len(children) == 0 {
 		return fmt.Errorf("index %s has no manifest for platform %s: %w", desc.Digest, platformNames(j.cfg.Platforms), errdefs.ErrNotFound)
 	}
-	own := platforms.Only(platforms.DefaultSpec())
+	unpackable := map[digest.Digest]bool{}
+	for _, c := range bestManifests(idx.Manifests, j.unpackPlatforms()) {
+		unpackable[c.Digest] = true
+	}
 	lbls := map[string]string{}
 	for i, c := range children {
 		saved := j.cfg.Unpack
-		if c.Platform != nil && !own.Match(*c.Platform) && !j.explicitPlatform() {
-			j.cfg.Unpack = false // fetched, not unpacked: not this machine's
-		}
+		j.cfg.Unpack = saved && unpackable[c.Digest] // the others are fetched, not unpacked
 		err := j.walk(ctx, c)
 		j.cfg.Unpack = saved
 		if err != nil {
@@ -84,9 +85,13 @@ func (j *job) index(ctx context.Context, desc ocispec.Descriptor) error {
 	return j.label(ctx, desc.Digest, lbls)
 }
 
-// explicitPlatform is true when the caller named the platforms to pull.
-func (j *job) explicitPlatform() bool {
-	return !j.cfg.AllPlatforms && !(len(j.cfg.Platforms) == 1 && platforms.Only(platforms.DefaultSpec()).Match(j.cfg.Platforms[0]))
+// unpackPlatforms are the platforms whose manifests are unpacked: those
+// the pull selects, but only the daemon's own when it fetches them all.
+func (j *job) unpackPlatforms() []ocispec.Platform {
+	if j.cfg.AllPlatforms {
+		return []ocispec.Platform{platforms.DefaultSpec()}
+	}
+	return j.cfg.Platforms
 }
 
 // selectManifests picks, for each wanted platform, its best manifest; with
@@ -95,9 +100,15 @@ func (j *job) selectManifests(ms []ocispec.Descriptor) []ocispec.Descriptor {
 	if j.cfg.AllPlatforms {
 		return ms
 	}
+	return bestManifests(ms, j.cfg.Platforms)
+}
+
+// bestManifests picks, for each platform of ps, the manifest of ms that
+// matches it best, if any.
+func bestManifests(ms []ocispec.Descriptor, ps []ocispec.Platform) []ocispec.Descriptor {
 	var out []ocispec.Descriptor
 	seen := map[digest.Digest]bool{}
-	for _, want := range j.cfg.Platforms {
+	for _, want := range ps {
 		m := platforms.Only(want)
 		var best *ocispec.Descriptor
 		for i := range ms {
@@ -137,6 +148,11 @@ func (j *job) manifest(ctx context.Context, desc ocispec.Descriptor, unpack bool
 	if err := json.Unmarshal(cb, &img); err != nil {
 		return fmt.Errorf("config %s: malformed JSON: %v: %w", m.Config.Digest, err, errdefs.ErrInvalidArgument)
 	}
+	if unpack {
+		if err := checkLayerTypes(desc, m.Layers); err != nil {
+			return err
+		}
+	}
 	if unpack && len(img.RootFS.DiffIDs) != len(m.Layers) {
 		return fmt.Errorf("config %s lists %d diff_ids for the %d layers of manifest %s: %w", m.Config.Digest, len(img.RootFS.DiffIDs), len(m.Layers), desc.Digest, errdefs.ErrInvalidArgument)
 	}
@@ -145,7 +161,6 @@ func (j *job) manifest(ctx context.Context, desc ocispec.Descriptor, unpack bool
 		return err
 	}
 	if unpack {
-		j.unpacked = true
 		if err := j.label(ctx, m.Config.Digest, map[string]string{"containerd.io/gc.ref.snapshot." + j.cfg.Snapshotter: top}); err != nil {
 			return err
 		}
@@ -172,6 +187,22 @@ func validateManifest(desc ocispec.Descriptor, m *ocispec.Manifest) error {
 	for i, l := range m.Layers {
 		if l.Digest.Validate() != nil || l.Size < 0 {
 			return bad(fmt.Sprintf("layer %d has digest %q and size %d", i, l.Digest, l.Size))
+		}
+	}
+	return nil
+}
+
+// checkLayerTypes fails, before any layer is fetched, when a layer of
+// manifest desc is of a media type the unpacker cannot read: unknown, or
+// encrypted.
+func checkLayerTypes(desc ocispec.Descriptor, layers []ocispec.Descriptor) error {
+	for _, l := range layers {
+		if strings.HasSuffix(l.MediaType, "+encrypted") {
+			return fmt.Errorf("manifest %s: layer %s is encrypted (%s), which berth cannot unpack yet: %w",
+				desc.Digest, l.Digest, l.MediaType, errdefs.ErrNotImplemented)
+		}
+		if _, err := compression.FromMediaType(l.MediaType); err != nil {
+			return fmt.Errorf("manifest %s: layer %s cannot be unpacked: %w", desc.Digest, l.Digest, err)
 		}
 	}
 	return nil

@@ -14,6 +14,7 @@ package pull
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-dev/berth/content"
@@ -61,7 +62,9 @@ type Puller struct {
 
 // New returns a Puller writing to stores.
 func New(stores Stores) *Puller {
-	return &Puller{stores: stores, inflight: newFlights(), DefaultConcurrency: 3}
+	p := &Puller{stores: stores, DefaultConcurrency: 3}
+	p.inflight = newFlights(p.withLease)
+	return p
 }
 
 // Config is what one pull does; see the Opt functions for defaults.
@@ -82,12 +85,12 @@ type Config struct {
 // Opt changes a Config.
 type Opt func(*Config)
 
-// WithPlatforms selects manifests for these platforms (default: the
-// daemon's own).
+// WithPlatforms selects, and unpacks, the best manifest of an index for
+// each of these platforms (default: the daemon's own).
 func WithPlatforms(p ...ocispec.Platform) Opt { return func(c *Config) { c.Platforms = p } }
 
-// WithAllPlatforms fetches every manifest of an index; only the daemon's
-// platform is unpacked.
+// WithAllPlatforms fetches every manifest of an index; only the best
+// match for the daemon's platform is unpacked.
 func WithAllPlatforms() Opt { return func(c *Config) { c.AllPlatforms = true } }
 
 // WithSnapshotter unpacks into snapshotter name (default "overlayfs").
@@ -160,11 +163,15 @@ func (p *Puller) Pull(ctx context.Context, r Resolver, ref string, opts ...Opt) 
 	return img, nil
 }
 
+// seq tells apart the leases and snapshot keys that concurrent pulls make
+// within the same nanosecond.
+var seq atomic.Uint64
+
 // withLease runs the pull under a fresh lease; done deletes it. The lease
 // expires in an hour should berthd die before done runs.
 func (p *Puller) withLease(ctx context.Context) (context.Context, func(), error) {
 	l, err := p.stores.Leases.Create(ctx, leases.Lease{
-		ID:     fmt.Sprintf("pull-%d", time.Now().UnixNano()),
+		ID:     fmt.Sprintf("pull-%d-%d", time.Now().UnixNano(), seq.Add(1)),
 		Labels: map[string]string{labels.GCExpire: time.Now().Add(time.Hour).UTC().Format(time.RFC3339)},
 	})
 	if err != nil {
