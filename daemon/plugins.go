@@ -10,6 +10,7 @@ import (
 	"github.com/berth-dev/berth/gc"
 	"github.com/berth-dev/berth/metadata"
 	"github.com/berth-dev/berth/plugin"
+	containerssvc "github.com/berth-dev/berth/services/containers"
 	contentsvc "github.com/berth-dev/berth/services/content"
 	diffsvc "github.com/berth-dev/berth/services/diff"
 	eventssvc "github.com/berth-dev/berth/services/events"
@@ -86,6 +87,10 @@ func (d *Daemon) registrations() []*plugin.Registration {
 		grpcPlugin("images", []plugin.Type{plugin.MetadataPlugin, plugin.GCPlugin}, func(ic *plugin.InitContext) (any, error) {
 			db, err := getDB(ic)
 			return withDB(db, err, func() any { return imagessvc.New(db.Images()) })
+		}),
+		grpcPlugin("containers", []plugin.Type{plugin.MetadataPlugin, plugin.GCPlugin}, func(ic *plugin.InitContext) (any, error) {
+			db, err := getDB(ic)
+			return withDB(db, err, func() any { return containerssvc.New(db.Containers()) })
 		}),
 		grpcPlugin("leases", []plugin.Type{plugin.LeasePlugin}, func(ic *plugin.InitContext) (any, error) {
 			lm, err := ic.Get(plugin.LeasePlugin)

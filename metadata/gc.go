@@ -115,6 +115,7 @@ func (db *DB) scanRoots(ctx context.Context, tx *bolt.Tx, now time.Time) ([]gc.N
 		roots = append(roots, imageRoots(ns, nb)...)
 		roots = append(roots, leaseRoots(ns, nb)...)
 		roots = append(roots, snapshotRoots(ns, nb)...)
+		roots = append(roots, containerRoots(ns, nb)...)
 		if cb := nb.Bucket(bucketKeyContent); cb != nil {
 			roots = append(roots, blobRoots(ns, cb.Bucket(bucketKeyBlob))...)
 			roots = append(roots, db.ingestRoots(ctx, ns, cb.Bucket(bucketKeyIngests), now)...)
