@@ -18,15 +18,18 @@ func snapshotNode(ns, sn, key string) gc.Node {
 }
 
 // snapshotRoots lists the snapshots kept whatever refers to them: active
-// snapshots and views (someone is using them, leased or not) and those
-// labelled gc.root. Committed snapshots live through references: image
-// configs' gc.ref.snapshot labels, leases, children.
+// snapshots and views made outside any lease (someone is using them) and
+// those labelled gc.root. Committed snapshots live through references:
+// image configs' gc.ref.snapshot labels, leases, children. An active
+// snapshot or view made under a lease lives as long as the lease, so that
+// what an unpack interrupted by a crash left goes when its lease expires.
 func snapshotRoots(ns string, nb *bolt.Bucket) []gc.Node {
 	var roots []gc.Node
 	forEachSnapshot(nb, func(sn string, key []byte, b *bolt.Bucket) {
 		rec := readSnapshot(string(key), b)
 		_, root := rec.labels[labels.GCRoot]
-		if root || rec.kind != snapshots.KindCommitted {
+		inUse := rec.kind != snapshots.KindCommitted && b.Get(keyLeased) == nil
+		if root || inUse {
 			roots = append(roots, snapshotNode(ns, sn, rec.key))
 		}
 	})

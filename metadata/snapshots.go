@@ -43,8 +43,9 @@ func (db *DB) Snapshotter(name string) *SnapshotStore {
 // snapshots. In the backend a snapshot is named "<ns>/<seq>/<key>".
 //
 // Snapshots made outside any lease that are active or views stay until
-// removed; committed snapshots are kept by what refers to them (images'
-// gc.ref.snapshot labels, leases, children) and collected otherwise.
+// removed; those made under a lease live as long as the lease. Committed
+// snapshots are kept by what refers to them (images' gc.ref.snapshot
+// labels, leases, children, gc.root labels) and collected otherwise.
 type SnapshotStore struct {
 	db      *DB
 	name    string
@@ -111,14 +112,14 @@ func (s *SnapshotStore) Update(ctx context.Context, info snapshots.Info, fieldpa
 		return snapshots.Info{}, err
 	}
 	if err := labels.ValidateAll(info.Labels); err != nil {
-		return snapshots.Info{}, fmt.Errorf("snapshot %q: %w", info.Name, err)
+		return snapshots.Info{}, fmt.Errorf("snapshot %q in namespace %q: %w", info.Name, ns, err)
 	}
 	if len(fieldpaths) == 0 {
 		fieldpaths = []string{"labels"}
 	}
 	for _, p := range fieldpaths {
 		if p != "labels" && !strings.HasPrefix(p, "labels.") {
-			return snapshots.Info{}, fmt.Errorf("snapshot %q: cannot update field %q, only labels: %w", info.Name, p, errdefs.ErrInvalidArgument)
+			return snapshots.Info{}, fmt.Errorf("snapshot %q in namespace %q: cannot update field %q, only labels: %w", info.Name, ns, p, errdefs.ErrInvalidArgument)
 		}
 	}
 	var out snapshots.Info
@@ -139,33 +140,48 @@ func (s *SnapshotStore) Update(ctx context.Context, info snapshots.Info, fieldpa
 	return out, err
 }
 
+// Usage and Mounts wrap the backend's errors, which name the backend's
+// key ("<ns>/<seq>/<key>"), with the key and the namespace; the states
+// the record knows are checked here first.
 func (s *SnapshotStore) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
-	r, err := s.record(ctx, key)
+	ns, r, err := s.record(ctx, key)
 	if err != nil {
 		return snapshots.Usage{}, err
 	}
-	return s.backend.Usage(ctx, r.backendKey)
+	u, err := s.backend.Usage(ctx, r.backendKey)
+	if err != nil {
+		return snapshots.Usage{}, fmt.Errorf("usage of snapshot %q in namespace %q: %w", key, ns, err)
+	}
+	return u, nil
 }
 
 func (s *SnapshotStore) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
-	r, err := s.record(ctx, key)
+	ns, r, err := s.record(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	return s.backend.Mounts(ctx, r.backendKey)
+	if r.kind == snapshots.KindCommitted {
+		return nil, fmt.Errorf("snapshot %q in namespace %q is committed: only active snapshots and views have mounts: %w", key, ns, errdefs.ErrFailedPrecondition)
+	}
+	m, err := s.backend.Mounts(ctx, r.backendKey)
+	if err != nil {
+		return nil, fmt.Errorf("mounts of snapshot %q in namespace %q: %w", key, ns, err)
+	}
+	return m, nil
 }
 
-func (s *SnapshotStore) record(ctx context.Context, key string) (*snapshotRecord, error) {
+// record reads snapshot key of the context's namespace.
+func (s *SnapshotStore) record(ctx context.Context, key string) (string, *snapshotRecord, error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	var r *snapshotRecord
 	err = s.db.view(func(tx *bolt.Tx) error {
 		r, err = s.get(tx, ns, key)
 		return err
 	})
-	return r, err
+	return ns, r, err
 }
 
 func (s *SnapshotStore) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
@@ -218,13 +234,15 @@ func snapshotAdaptor(info snapshots.Info) filters.Adaptor {
 		if len(fp) == 0 {
 			return "", false
 		}
+		// As containerd's: kind in lower case, parent present even when
+		// empty, so that the filters mean the same as on a backend.
 		switch fp[0] {
 		case "kind":
-			return info.Kind.String(), true
+			return strings.ToLower(info.Kind.String()), info.Kind != snapshots.KindUnknown
 		case "name":
 			return info.Name, true
 		case "parent":
-			return info.Parent, info.Parent != ""
+			return info.Parent, true
 		case "labels":
 			return mapField(info.Labels, fp[1:])
 		}

@@ -3,6 +3,7 @@ package metadata
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/labels"
@@ -23,7 +24,7 @@ func (s *SnapshotStore) create(ctx context.Context, kind snapshots.Kind, key, pa
 	if err != nil {
 		return nil, err
 	}
-	info, err := applySnapshotOpts(key, opts)
+	info, err := applySnapshotOpts(ns, key, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +40,7 @@ func (s *SnapshotStore) create(ctx context.Context, kind snapshots.Kind, key, pa
 			mounts, err = s.backend.Prepare(ctx, bkey, bparent)
 		}
 		if err != nil {
-			return fmt.Errorf("%s snapshot %q in namespace %q: %w", kind, key, ns, err)
+			return fmt.Errorf("%s snapshot %q in namespace %q: %w", strings.ToLower(kind.String()), key, ns, err)
 		}
 		rec := &snapshotRecord{key: key, backendKey: bkey, parent: parent, kind: kind, labels: info.Labels}
 		if err := s.write(ctx, tx, sb, ns, rec); err != nil {
@@ -55,8 +56,9 @@ func (s *SnapshotStore) create(ctx context.Context, kind snapshots.Kind, key, pa
 	return mounts, nil
 }
 
-// reserve checks that key is free and parent exists in namespace ns, and
-// returns the namespace's snapshot bucket and the backend names.
+// reserve checks that key is free and parent is a committed snapshot of
+// namespace ns, and returns the namespace's snapshot bucket and the
+// backend names.
 func (s *SnapshotStore) reserve(tx *bolt.Tx, ns, key, parent string) (*bolt.Bucket, string, string, error) {
 	sb, err := createBucket(tx, s.bucketPath(ns)...)
 	if err != nil {
@@ -71,6 +73,10 @@ func (s *SnapshotStore) reserve(tx *bolt.Tx, ns, key, parent string) (*bolt.Buck
 		if pb == nil {
 			return nil, "", "", fmt.Errorf("parent of %q: %w", key, s.db.notFoundElsewhere(tx, ns, "snapshot", parent, append(s.bucketPath(ns)[1:], []byte(parent))...))
 		}
+		if kind := snapshots.ParseKind(string(pb.Get(keyKind))); kind != snapshots.KindCommitted {
+			return nil, "", "", fmt.Errorf("parent %q of snapshot %q in namespace %q is %s, not committed: %w",
+				parent, key, ns, strings.ToLower(kind.String()), errdefs.ErrInvalidArgument)
+		}
 		bparent = string(pb.Get(keyName))
 	}
 	seq, err := sb.NextSequence()
@@ -81,7 +87,8 @@ func (s *SnapshotStore) reserve(tx *bolt.Tx, ns, key, parent string) (*bolt.Buck
 }
 
 // write writes rec into sb, links it under its parent and into the
-// context's lease.
+// context's lease. A snapshot made under a lease is marked so: an active
+// snapshot or view lives as long as its lease, not for ever.
 func (s *SnapshotStore) write(ctx context.Context, tx *bolt.Tx, sb *bolt.Bucket, ns string, rec *snapshotRecord) error {
 	b, err := sb.CreateBucket([]byte(rec.key))
 	if err != nil {
@@ -102,6 +109,11 @@ func (s *SnapshotStore) write(ctx context.Context, tx *bolt.Tx, sb *bolt.Bucket,
 	if err := writeMap(b, bucketKeyLabels, rec.labels); err != nil {
 		return err
 	}
+	if _, leased := leases.FromContext(ctx); leased {
+		if err := b.Put(keyLeased, []byte{1}); err != nil {
+			return err
+		}
+	}
 	if rec.parent != "" {
 		cb, err := sb.Bucket([]byte(rec.parent)).CreateBucketIfNotExists(keyChildren)
 		if err != nil {
@@ -111,16 +123,22 @@ func (s *SnapshotStore) write(ctx context.Context, tx *bolt.Tx, sb *bolt.Bucket,
 			return err
 		}
 	}
-	return addToContextLease(ctx, tx, ns, leases.Resource{Type: resourceSnapshots + "/" + s.name, ID: rec.key})
+	return addToContextLease(ctx, tx, ns, s.resource(rec.key))
 }
 
-// Commit turns active snapshot key into committed snapshot name.
+// resource is snapshot key as a lease resource.
+func (s *SnapshotStore) resource(key string) leases.Resource {
+	return leases.Resource{Type: resourceSnapshots + "/" + s.name, ID: key}
+}
+
+// Commit turns active snapshot key into committed snapshot name; key
+// leaves the context's lease and name joins it.
 func (s *SnapshotStore) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return err
 	}
-	info, err := applySnapshotOpts(name, opts)
+	info, err := applySnapshotOpts(ns, name, opts)
 	if err != nil {
 		return err
 	}
@@ -130,7 +148,7 @@ func (s *SnapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 			return err
 		}
 		if active.kind != snapshots.KindActive {
-			return fmt.Errorf("cannot commit snapshot %q in namespace %q: it is %s, not active: %w", key, ns, active.kind, errdefs.ErrFailedPrecondition)
+			return fmt.Errorf("cannot commit snapshot %q in namespace %q: it is %s, not active: %w", key, ns, strings.ToLower(active.kind.String()), errdefs.ErrFailedPrecondition)
 		}
 		sb, bname, _, err := s.reserve(tx, ns, name, "")
 		if err != nil {
@@ -140,6 +158,9 @@ func (s *SnapshotStore) Commit(ctx context.Context, name, key string, opts ...sn
 			return fmt.Errorf("commit snapshot %q as %q in namespace %q: %w", key, name, ns, err)
 		}
 		if err := s.unlink(sb, active); err != nil {
+			return err
+		}
+		if err := removeFromContextLease(ctx, tx, ns, s.resource(key)); err != nil {
 			return err
 		}
 		return s.write(ctx, tx, sb, ns, &snapshotRecord{key: name, backendKey: bname, parent: active.parent, kind: snapshots.KindCommitted, labels: info.Labels})
@@ -163,8 +184,9 @@ func (s *SnapshotStore) unlink(sb *bolt.Bucket, rec *snapshotRecord) error {
 	return sb.DeleteBucket([]byte(rec.key))
 }
 
-// Remove deletes snapshot key from the namespace and the backend; a
-// snapshot with children cannot be removed.
+// Remove deletes snapshot key from the namespace, the backend and the
+// context's lease; a snapshot with children cannot be removed. The
+// garbage collector is told, as the parents may be unreferenced now.
 func (s *SnapshotStore) Remove(ctx context.Context, key string) error {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
@@ -182,6 +204,9 @@ func (s *SnapshotStore) Remove(ctx context.Context, key string) error {
 		if err := s.unlink(sb, rec); err != nil {
 			return err
 		}
+		if err := removeFromContextLease(ctx, tx, ns, s.resource(key)); err != nil {
+			return err
+		}
 		if err := s.backend.Remove(ctx, rec.backendKey); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("remove snapshot %q in namespace %q: %w", key, ns, err)
 		}
@@ -191,10 +216,11 @@ func (s *SnapshotStore) Remove(ctx context.Context, key string) error {
 		return err
 	}
 	s.db.publish(ctx, "/snapshot/remove", &eventstypes.SnapshotRemove{Key: key, Snapshotter: s.name})
-	return nil
+	// Its parents may now be unreferenced.
+	return s.db.afterDelete(ctx, false)
 }
 
-func applySnapshotOpts(key string, opts []snapshots.Opt) (snapshots.Info, error) {
+func applySnapshotOpts(ns, key string, opts []snapshots.Opt) (snapshots.Info, error) {
 	var info snapshots.Info
 	for _, o := range opts {
 		if err := o(&info); err != nil {
@@ -202,10 +228,10 @@ func applySnapshotOpts(key string, opts []snapshots.Opt) (snapshots.Info, error)
 		}
 	}
 	if key == "" {
-		return info, fmt.Errorf("snapshot key must not be empty: %w", errdefs.ErrInvalidArgument)
+		return info, fmt.Errorf("snapshot key in namespace %q must not be empty: %w", ns, errdefs.ErrInvalidArgument)
 	}
 	if err := labels.ValidateAll(info.Labels); err != nil {
-		return info, fmt.Errorf("snapshot %q: %w", key, err)
+		return info, fmt.Errorf("snapshot %q in namespace %q: %w", key, ns, err)
 	}
 	return info, nil
 }
