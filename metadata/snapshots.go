@@ -249,3 +249,12 @@ func snapshotAdaptor(info snapshots.Info) filters.Adaptor {
 		return "", false
 	})
 }
+
+// Cleanup passes to the backend when it can reclaim orphaned storage.
+func (s *SnapshotStore) Cleanup(ctx context.Context) error {
+	c, ok := s.backend.(snapshots.Cleaner)
+	if !ok {
+		return fmt.Errorf("snapshotter %q cannot clean up: %w", s.name, errdefs.ErrNotImplemented)
+	}
+	return c.Cleanup(ctx)
+}

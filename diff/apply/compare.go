@@ -52,7 +52,13 @@ func (d *Differ) writeDiff(ctx context.Context, cfg diff.CompareConfig, comp com
 	if err != nil {
 		return ocispec.Descriptor{}, fmt.Errorf("diff: open ingest %q: %w", cfg.Reference, err)
 	}
-	defer w.Close()
+	committed := false
+	defer func() {
+		w.Close()
+		if !committed { // a failed diff leaves no ingest behind
+			_ = d.store.Abort(context.WithoutCancel(ctx), cfg.Reference)
+		}
+	}()
 	if err := w.Truncate(0); err != nil {
 		return ocispec.Descriptor{}, err
 	}
@@ -79,6 +85,7 @@ func (d *Differ) writeDiff(ctx context.Context, cfg diff.CompareConfig, comp com
 	if err := w.Commit(ctx, st.Offset, dgst, content.WithLabels(labels)); err != nil && !errdefs.IsAlreadyExists(err) {
 		return ocispec.Descriptor{}, fmt.Errorf("diff: commit layer: %w", err)
 	}
+	committed = true
 	return ocispec.Descriptor{MediaType: cfg.MediaType, Digest: dgst, Size: st.Offset}, nil
 }
 
