@@ -84,10 +84,14 @@ var servedPlugins = []string{
 	"io.containerd.grpc.v1 namespaces",
 	"io.containerd.grpc.v1 content",
 	"io.containerd.grpc.v1 images",
+	"io.containerd.grpc.v1 containers",
 	"io.containerd.grpc.v1 leases",
 	"io.containerd.grpc.v1 snapshots",
 	"io.containerd.grpc.v1 diff",
 	"io.containerd.grpc.v1 events",
+	"io.containerd.transfer.v1 local",
+	"io.containerd.grpc.v1 streaming",
+	"io.containerd.grpc.v1 transfer",
 }
 
 func TestPlugins(t *testing.T) {
