@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/berth-dev/berth/log"
 	"github.com/berth-dev/berth/metadata"
 	"github.com/berth-dev/berth/plugin"
 	"github.com/berth-dev/berth/pull"
@@ -39,7 +40,7 @@ type transferLocal struct {
 	clients map[string]*registry.Client
 }
 
-func (d *Daemon) initTransfer(_ context.Context, ic *plugin.InitContext) (any, error) {
+func (d *Daemon) initTransfer(ctx context.Context, ic *plugin.InitContext) (any, error) {
 	db, err := getDB(ic)
 	if err != nil {
 		return nil, err
@@ -56,7 +57,22 @@ func (d *Daemon) initTransfer(_ context.Context, ic *plugin.InitContext) (any, e
 	if cfg.MaxConcurrentDownloads > 0 {
 		p.DefaultConcurrency = cfg.MaxConcurrentDownloads
 	}
+	releaseOrphanPulls(ctx, db, p)
 	return &transferLocal{db: db, puller: p, cfg: cfg}, nil
+}
+
+// releaseOrphanPulls drops the leases of pulls that a berthd killed
+// mid-pull left on this root, so that the collector takes their
+// half-written ingests and half-unpacked snapshots now rather than when
+// the leases expire. A failure only costs that delay: it is logged.
+func releaseOrphanPulls(ctx context.Context, db *metadata.DB, p *pull.Puller) {
+	nss, err := db.Namespaces().List(ctx)
+	if err == nil {
+		_, err = p.ReleaseOrphans(ctx, nss)
+	}
+	if err != nil {
+		log.G(ctx).Warn("leases of interrupted pulls not released; they expire within the hour", "error", err)
+	}
 }
 
 // NewPuller returns a Puller over the namespaced stores of db.

@@ -52,16 +52,15 @@ func (j *job) walk(ctx context.Context, desc ocispec.Descriptor) error {
 }
 
 func (j *job) index(ctx context.Context, desc ocispec.Descriptor) error {
-	b, err := j.fetchSmall(ctx, desc, "index")
+	var idx ocispec.Index
+	err := j.fetchJSON(ctx, desc, "index", &idx, func() error {
+		if idx.SchemaVersion != 2 || len(idx.Manifests) == 0 {
+			return fmt.Errorf("index %s: schemaVersion %d with %d manifests is not a valid index: %w", desc.Digest, idx.SchemaVersion, len(idx.Manifests), errdefs.ErrInvalidArgument)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	var idx ocispec.Index
-	if err := json.Unmarshal(b, &idx); err != nil {
-		return fmt.Errorf("index %s: malformed JSON: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
-	}
-	if idx.SchemaVersion != 2 || len(idx.Manifests) == 0 {
-		return fmt.Errorf("index %s: schemaVersion %d with %d manifests is not a valid index: %w", desc.Digest, idx.SchemaVersion, len(idx.Manifests), errdefs.ErrInvalidArgument)
 	}
 	children := j.selectManifests(idx.Manifests)
 	if len(children) == 0 {
@@ -129,24 +128,13 @@ func bestManifests(ms []ocispec.Descriptor, ps []ocispec.Platform) []ocispec.Des
 }
 
 func (j *job) manifest(ctx context.Context, desc ocispec.Descriptor, unpack bool) error {
-	b, err := j.fetchSmall(ctx, desc, "manifest")
-	if err != nil {
-		return err
-	}
 	var m ocispec.Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return fmt.Errorf("manifest %s: malformed JSON: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
-	}
-	if err := validateManifest(desc, &m); err != nil {
-		return err
-	}
-	cb, err := j.fetchSmall(ctx, m.Config, "config")
-	if err != nil {
+	if err := j.fetchJSON(ctx, desc, "manifest", &m, func() error { return validateManifest(desc, &m) }); err != nil {
 		return err
 	}
 	var img ocispec.Image
-	if err := json.Unmarshal(cb, &img); err != nil {
-		return fmt.Errorf("config %s: malformed JSON: %v: %w", m.Config.Digest, err, errdefs.ErrInvalidArgument)
+	if err := j.fetchJSON(ctx, m.Config, "config", &img, nil); err != nil {
+		return err
 	}
 	if unpack {
 		if err := checkLayerTypes(desc, m.Layers); err != nil {
@@ -208,35 +196,58 @@ func checkLayerTypes(desc ocispec.Descriptor, layers []ocispec.Descriptor) error
 	return nil
 }
 
-// fetchSmall returns the bytes of a manifest, index or config: from the
-// content store when present, else fetched, verified and stored.
-func (j *job) fetchSmall(ctx context.Context, desc ocispec.Descriptor, kind string) ([]byte, error) {
+// fetchJSON decodes a manifest, index or config into v and runs check
+// (if not nil) on it: from the content store when present, else fetched,
+// verified, decoded and checked, and only then stored, so that a document
+// berth refuses is never committed.
+func (j *job) fetchJSON(ctx context.Context, desc ocispec.Descriptor, kind string, v any, check func() error) error {
 	if desc.Size > maxManifestSize {
-		return nil, fmt.Errorf("%s %s is %d bytes, over the %d byte limit: %w", kind, desc.Digest, desc.Size, maxManifestSize, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("%s %s is %d bytes, over the %d byte limit: %w", kind, desc.Digest, desc.Size, maxManifestSize, errdefs.ErrInvalidArgument)
 	}
-	cs := j.p.stores.Content
-	if ra, err := cs.ReaderAt(ctx, desc); err == nil {
-		defer ra.Close()
+	b, stored, err := j.readSmall(ctx, desc, kind)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s %s: malformed JSON: %v: %w", kind, desc.Digest, err, errdefs.ErrInvalidArgument)
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	if stored {
 		j.cfg.Progress(Progress{Kind: kind, Digest: desc.Digest, Status: StatusExists, Offset: desc.Size, Total: desc.Size})
-		return io.ReadAll(io.NewSectionReader(ra, 0, ra.Size()))
+		return nil
+	}
+	if err := content.WriteBlob(ctx, j.p.stores.Content, kind+"-"+desc.Digest.String(), bytes.NewReader(b), desc); err != nil {
+		return fmt.Errorf("store %s %s: %w", kind, desc.Digest, err)
+	}
+	j.cfg.Progress(Progress{Kind: kind, Digest: desc.Digest, Status: StatusDone, Offset: desc.Size, Total: desc.Size})
+	return nil
+}
+
+// readSmall returns the bytes of desc from the content store (stored
+// true) or, verified, from the registry.
+func (j *job) readSmall(ctx context.Context, desc ocispec.Descriptor, kind string) (b []byte, stored bool, err error) {
+	if ra, rerr := j.p.stores.Content.ReaderAt(ctx, desc); rerr == nil {
+		defer ra.Close()
+		b, err = io.ReadAll(io.NewSectionReader(ra, 0, ra.Size()))
+		return b, true, err
 	}
 	rc, err := j.fetcher.Fetch(ctx, desc)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s %s: %w", kind, desc.Digest, err)
+		return nil, false, fmt.Errorf("fetch %s %s: %w", kind, desc.Digest, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxManifestSize+1))
+	b, err = io.ReadAll(io.LimitReader(rc, maxManifestSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s %s: %w", kind, desc.Digest, err)
+		return nil, false, fmt.Errorf("fetch %s %s: %w", kind, desc.Digest, err)
 	}
 	if err := verify(desc, b); err != nil {
-		return nil, fmt.Errorf("%s: %w", kind, err)
+		return nil, false, fmt.Errorf("%s: %w", kind, err)
 	}
-	if err := content.WriteBlob(ctx, cs, kind+"-"+desc.Digest.String(), bytes.NewReader(b), desc); err != nil {
-		return nil, fmt.Errorf("store %s %s: %w", kind, desc.Digest, err)
-	}
-	j.cfg.Progress(Progress{Kind: kind, Digest: desc.Digest, Status: StatusDone, Offset: desc.Size, Total: desc.Size})
-	return b, nil
+	return b, false, nil
 }
 
 func verify(desc ocispec.Descriptor, b []byte) error {

@@ -167,12 +167,16 @@ func (p *Puller) Pull(ctx context.Context, r Resolver, ref string, opts ...Opt) 
 // within the same nanosecond.
 var seq atomic.Uint64
 
-// withLease runs the pull under a fresh lease; done deletes it. The lease
-// expires in an hour should berthd die before done runs.
+// withLease runs the pull under a fresh lease; done deletes it. Should
+// berthd die before done runs, the next berthd releases the lease at
+// start (ReleaseOrphans), and the lease expires in an hour anyway.
 func (p *Puller) withLease(ctx context.Context) (context.Context, func(), error) {
 	l, err := p.stores.Leases.Create(ctx, leases.Lease{
-		ID:     fmt.Sprintf("pull-%d-%d", time.Now().UnixNano(), seq.Add(1)),
-		Labels: map[string]string{labels.GCExpire: time.Now().Add(time.Hour).UTC().Format(time.RFC3339)},
+		ID: fmt.Sprintf("pull-%d-%d", time.Now().UnixNano(), seq.Add(1)),
+		Labels: map[string]string{
+			labels.GCExpire: time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
+			LeaseLabel:      "true",
+		},
 	})
 	if err != nil {
 		return nil, nil, err
