@@ -40,6 +40,9 @@ var leaves = []string{
 	"snapshots", "snapshots/overlay", "snapshots/native", "snapshots/storage",
 	"snapshots/testsuite", "mount", "archive", "archive/compression",
 	"diff", "diff/apply", "remotes/hosts",
+	"remotes", "remotes/auth", "remotes/registry", "pull", "push", "containers",
+	"runtime/shim", "runtime/shim/bootstrap", "runtime/shim/reaper",
+	"runtime/shim/stdio", "runtime/shim/publisher",
 }
 
 var rules = []rule{

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/berth-dev/berth/runtime/shim/bootstrap"
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/containerd/api/types/runc/options"
+	"google.golang.org/protobuf/proto"
+)
+
+// groupAnnotations put several tasks in one shim: the first present names
+// the group, as with containerd's runc shim. Order matters.
+var groupAnnotations = []string{
+	"io.containerd.runc.v2.group",
+	"io.kubernetes.cri.sandbox-id",
+}
+
+// group is the task's shim group: its group annotation, else its own id.
+func group(bundle, id string) string {
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return id
+	}
+	var spec struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if json.Unmarshal(data, &spec) != nil {
+		return id
+	}
+	for _, a := range groupAnnotations {
+		if g, ok := spec.Annotations[a]; ok && g != "" {
+			return g
+		}
+	}
+	return id
+}
+
+// joinShimCgroup moves the server into the runtime options' ShimCgroup, if
+// any (cgroup v1 hosts; on cgroup v2 the option is not supported yet).
+func joinShimCgroup(p *bootstrap.Params, pid int) error {
+	var opts options.Options
+	for _, a := range p.Options {
+		if strings.HasSuffix(a.GetTypeUrl(), "containerd.runc.v1.Options") {
+			if err := proto.Unmarshal(a.GetValue(), &opts); err != nil {
+				return fmt.Errorf("runtime options: %w", err)
+			}
+		}
+	}
+	if opts.ShimCgroup == "" {
+		return nil
+	}
+	if mode := cgroups.Mode(); mode != cgroups.Legacy && mode != cgroups.Hybrid {
+		return fmt.Errorf("shim cgroup %s: only cgroup v1 hosts are supported", opts.ShimCgroup)
+	}
+	cg, err := cgroup1.Load(cgroup1.StaticPath(opts.ShimCgroup))
+	if err != nil {
+		return fmt.Errorf("load shim cgroup %s: %w", opts.ShimCgroup, err)
+	}
+	if err := cg.AddProc(uint64(pid)); err != nil {
+		return fmt.Errorf("join shim cgroup %s: %w", opts.ShimCgroup, err)
+	}
+	return nil
+}
