@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts berthd with a default config under a fresh root and shows it
-# working with the berth CLI: namespaces, content and events.
+# working with the berth CLI: namespaces, content and events, then an image
+# built offline from busybox-static, served by a local registry, pulled and
+# unpacked through berthd.
 #   scripts/demo.sh        start the demo daemon (left running) and show it
 #   scripts/demo.sh stop   stop the demo daemon and remove its root
 set -euo pipefail
@@ -8,9 +10,14 @@ cd "$(dirname "$0")/.."
 DEMO=${BERTH_DEMO_DIR:-/tmp/berth-demo}
 SOCK=$DEMO/run/berth.sock
 PIDFILE=$DEMO/berthd.pid
+REGPIDFILE=$DEMO/registry.pid
+REGISTRY=${BERTH_DEMO_REGISTRY:-127.0.0.1:5480}
 export BERTH_ADDRESS=$SOCK
 
 stop() {
+	if [ -f "$REGPIDFILE" ] && kill -0 "$(cat "$REGPIDFILE")" 2>/dev/null; then
+		kill -TERM "$(cat "$REGPIDFILE")"
+	fi
 	if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
 		kill -TERM "$(cat "$PIDFILE")"
 		for _ in $(seq 50); do kill -0 "$(cat "$PIDFILE")" 2>/dev/null || break; sleep 0.1; done
@@ -33,6 +40,8 @@ state = "$DEMO/run"
   address = "$SOCK"
 [debug]
   level = "info"
+[plugins."io.containerd.transfer.v1.local"]
+  config_path = "$DEMO/certs.d"
 TOML
 bin/berthd --config "$DEMO/config.toml" >"$DEMO/berthd.log" 2>&1 &
 echo $! >"$PIDFILE"
@@ -54,6 +63,27 @@ step bin/berth -n default content ls
 DGST=sha256:$(sha256sum "$DEMO/hello.txt" | cut -d' ' -f1)
 step bin/berth -n demo content get "$DGST"
 step bin/berth -n default content get "$DGST" || true
+
+# An image built offline, served by a local registry, pulled by berthd.
+go run ./demo/mkimage -busybox /bin/busybox -out "$DEMO/image" -tag latest
+mkdir -p "$DEMO/registry" "$DEMO/certs.d/$REGISTRY"
+cat >"$DEMO/registry/config.yml" <<YML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $DEMO/registry/data
+http:
+  addr: $REGISTRY
+YML
+docker-registry serve "$DEMO/registry/config.yml" >"$DEMO/registry/log" 2>&1 &
+echo $! >"$REGPIDFILE"
+for _ in $(seq 100); do curl -sf "http://$REGISTRY/v2/" >/dev/null 2>&1 && break; sleep 0.05; done
+skopeo copy --quiet --dest-tls-verify=false "oci:$DEMO/image:latest" "docker://$REGISTRY/berth-demo:latest"
+printf 'server = "http://%s"\n' "$REGISTRY" >"$DEMO/certs.d/$REGISTRY/hosts.toml"
+step bin/berth pull "$REGISTRY/berth-demo:latest"
+step bin/berth images ls
+step bin/berth images inspect "$REGISTRY/berth-demo:latest"
+step bin/berth snapshots tree
 sleep 0.3
 kill "$EVENTS" 2>/dev/null || true
 wait "$EVENTS" 2>/dev/null || true

@@ -35,7 +35,7 @@ apt_install() {
 case "${1:-test}" in
 demo)
 	need_go
-	apt_install ca-certificates git make
+	apt_install ca-certificates git make curl docker-registry skopeo busybox-static
 	;;
 test)
 	need_go
