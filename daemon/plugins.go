@@ -129,6 +129,7 @@ func (d *Daemon) registrations() []*plugin.Registration {
 			return eventssvc.New(ex.(*exchange.Exchange)), nil
 		}),
 	}
+	regs = append(regs, d.taskPlugins()...)
 	return append(regs, d.transferPlugins()...)
 }
 

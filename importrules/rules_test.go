@@ -42,7 +42,7 @@ var leaves = []string{
 	"diff", "diff/apply", "remotes/hosts",
 	"remotes", "remotes/auth", "remotes/registry", "pull", "push", "containers",
 	"runtime/shim", "runtime/shim/bootstrap", "runtime/shim/reaper",
-	"runtime/shim/stdio", "runtime/shim/publisher",
+	"runtime/shim/stdio", "runtime/shim/publisher", "runtime/manager",
 }
 
 var rules = []rule{
