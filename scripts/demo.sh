@@ -84,6 +84,8 @@ step bin/berth pull "$REGISTRY/berth-demo:latest"
 step bin/berth images ls
 step bin/berth images inspect "$REGISTRY/berth-demo:latest"
 step bin/berth snapshots tree
+# A container from it, run by berthd through berth-shim-runc-v2 and runc.
+step ctr -a "$SOCK" run --rm "$REGISTRY/berth-demo:latest" demo1 /bin/sh -c 'echo "hello from a berth container on $(uname -sr)"; id'
 sleep 0.3
 kill "$EVENTS" 2>/dev/null || true
 wait "$EVENTS" 2>/dev/null || true

@@ -35,7 +35,8 @@ apt_install() {
 case "${1:-test}" in
 demo)
 	need_go
-	apt_install ca-certificates git make curl docker-registry skopeo busybox-static
+	# containerd for its ctr (the demo runs a container with it), runc.
+	apt_install ca-certificates git make curl docker-registry skopeo busybox-static containerd runc
 	;;
 test)
 	need_go
