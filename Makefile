@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/berth-dev/berth/version.Revision=$(REVISION)
 RACE_PKGS := ./content/... ./events/... ./metadata/... ./gc/... ./filters/... ./daemon/... ./services/... \
 	./pull/... ./remotes/... ./snapshots/... ./archive/... ./mount/... ./runtime/... ./cmd/berth-shim-runc-v2/
 
-.PHONY: build demo demo-stop test deps-test lint unit integration bench-footprint clean
+.PHONY: build demo demo-stop test deps-test lint unit integration bench-footprint bench-pull clean
 
 # No cgo and no grpc tracing: 4 MiB less resident memory (bench/footprint).
 # (The race detector needs cgo, so only the build turns it off.)
@@ -45,6 +45,9 @@ integration:
 
 bench-footprint: build
 	$(GO) run ./bench/footprint -berthd bin/berthd
+
+bench-pull:
+	bench/pull/run.sh
 
 clean:
 	rm -rf bin/

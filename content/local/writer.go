@@ -13,6 +13,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/content"
 )
@@ -163,6 +164,7 @@ type writer struct {
 	f         *os.File // nil once closed
 	digester  digest.Digester
 	offset    int64
+	flushed   int64 // bytes handed to the disk by startWriteback
 	total     int64
 	expected  digest.Digest
 	startedAt time.Time
@@ -189,6 +191,7 @@ func (w *writer) rehash() error {
 		return fmt.Errorf("rehash ingest ref %q: %w", w.ref, err)
 	}
 	w.digester, w.offset = d, n
+	w.flushed = n - n%writebackChunk
 	return nil
 }
 
@@ -206,7 +209,23 @@ func (w *writer) Write(p []byte) (int, error) {
 	if err != nil {
 		return n, fmt.Errorf("write ingest ref %q: %w", w.ref, err)
 	}
+	w.startWriteback()
 	return n, nil
+}
+
+// writebackChunk is how much written data is handed to the disk at a time.
+const writebackChunk = 8 << 20
+
+// startWriteback starts writing each completed chunk to disk while the
+// ingest goes on, so that the fsync at Commit finds little left to do:
+// a large blob's commit otherwise waits for all its bytes at once
+// (bench/pull measured 5-14% off a 1 GiB pull). It only starts I/O; the
+// fsync at Commit remains what makes the blob durable.
+func (w *writer) startWriteback() {
+	for w.offset-w.flushed >= writebackChunk {
+		_ = unix.SyncFileRange(int(w.f.Fd()), w.flushed, writebackChunk, unix.SYNC_FILE_RANGE_WRITE)
+		w.flushed += writebackChunk
+	}
 }
 
 // Digest returns the digest of the bytes written so far.
