@@ -120,9 +120,6 @@ func TestNoGrabBagPackages(t *testing.T) {
 // loadGraph returns the graph of the module the test sits in.
 func loadGraph(t *testing.T) *graph {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("runs go list over the module")
-	}
 	g, err := moduleGraph()
 	if err != nil {
 		t.Fatal(err)

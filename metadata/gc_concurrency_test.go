@@ -196,9 +196,6 @@ func (p *puller) run(rounds int) error {
 // every reference left in the database has its backend blob. Run it with
 // -race: it also checks DB.gcLock's design.
 func TestGCConcurrentMutations(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow: many fsynced commits")
-	}
 	e := newEnv(t)
 	var shared [][]byte
 	for i := range 4 {
