@@ -34,3 +34,18 @@ func FuzzDocuments(f *testing.F) {
 		}
 	})
 }
+
+func TestBestManifestsTakesUnnamedPlatform(t *testing.T) {
+	amd64 := ocispec.Platform{OS: "linux", Architecture: "amd64"}
+	arm64 := ocispec.Platform{OS: "linux", Architecture: "arm64"}
+	named := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("named"), Platform: &arm64}
+	unnamed := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("unnamed")}
+	got := bestManifests([]ocispec.Descriptor{named, unnamed}, []ocispec.Platform{amd64})
+	if len(got) != 1 || got[0].Digest != unnamed.Digest {
+		t.Fatalf("amd64 from [arm64, unnamed]: got %v, want the unnamed manifest", got)
+	}
+	got = bestManifests([]ocispec.Descriptor{unnamed, named}, []ocispec.Platform{arm64})
+	if len(got) != 1 || got[0].Digest != named.Digest {
+		t.Fatalf("arm64 from [unnamed, arm64]: got %v, want the arm64 manifest", got)
+	}
+}

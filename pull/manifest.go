@@ -103,21 +103,31 @@ func (j *job) selectManifests(ms []ocispec.Descriptor) []ocispec.Descriptor {
 }
 
 // bestManifests picks, for each platform of ps, the manifest of ms that
-// matches it best, if any.
+// matches it best, if any. An entry that names no platform stands for any,
+// as in containerd: it is taken when no entry names a matching platform.
 func bestManifests(ms []ocispec.Descriptor, ps []ocispec.Platform) []ocispec.Descriptor {
 	var out []ocispec.Descriptor
 	seen := map[digest.Digest]bool{}
 	for _, want := range ps {
 		m := platforms.Only(want)
-		var best *ocispec.Descriptor
+		var best, anyPlatform *ocispec.Descriptor
 		for i := range ms {
 			c := &ms[i]
-			if c.Platform == nil || !m.Match(*c.Platform) {
+			if c.Platform == nil {
+				if anyPlatform == nil && isManifest(c.MediaType) {
+					anyPlatform = c
+				}
+				continue
+			}
+			if !m.Match(*c.Platform) {
 				continue
 			}
 			if best == nil || m.Less(*c.Platform, *best.Platform) {
 				best = c
 			}
+		}
+		if best == nil {
+			best = anyPlatform
 		}
 		if best != nil && !seen[best.Digest] {
 			seen[best.Digest] = true
@@ -125,6 +135,10 @@ func bestManifests(ms []ocispec.Descriptor, ps []ocispec.Platform) []ocispec.Des
 		}
 	}
 	return out
+}
+
+func isManifest(mediaType string) bool {
+	return mediaType == ocispec.MediaTypeImageManifest || mediaType == MediaTypeDockerManifest
 }
 
 func (j *job) manifest(ctx context.Context, desc ocispec.Descriptor, unpack bool) error {
