@@ -27,18 +27,24 @@ var (
 
 func TestMain(m *testing.M) { os.Exit(runTests(m)) }
 
+// scratchDir holds the binaries the tests build; TestMain removes it.
+var scratchDir string
+
 func runTests(m *testing.M) int {
 	ctrPath, ctrErr = exec.LookPath("ctr")
-	if p := os.Getenv("BERTHD"); p != "" {
-		berthdPath = p
-		return m.Run()
-	}
 	dir, err := os.MkdirTemp("", "berthd-build-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The binaries the tests build (berthd unless $BERTHD, the shim, the
+	// CLI) live here and go with it.
 	defer os.RemoveAll(dir)
+	scratchDir = dir
+	if p := os.Getenv("BERTHD"); p != "" {
+		berthdPath = p
+		return m.Run()
+	}
 	berthdPath, builtHere = filepath.Join(dir, "berthd"), true
 	cmd := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", berthdPath, "github.com/berth-dev/berth/cmd/berthd")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

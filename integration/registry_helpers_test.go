@@ -454,11 +454,7 @@ func berthBinary(t *testing.T) string {
 			berthCLI.path = p
 			return
 		}
-		dir := os.TempDir()
-		if builtHere {
-			dir = filepath.Dir(berthdPath)
-		}
-		berthCLI.path = filepath.Join(dir, "berth-integration-cli")
+		berthCLI.path = filepath.Join(scratchDir, "berth-integration-cli")
 		cmd := exec.Command("go", "build", "-o", berthCLI.path, "github.com/berth-dev/berth/cmd/berth")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -25,15 +25,13 @@ var (
 
 // buildShim builds berth-shim-runc-v2 where berthd's shim manager looks
 // first: next to the berthd binary. For a berthd given by $BERTHD, it goes
-// into a temporary directory put first in PATH, the manager's fallback.
+// into the scratch directory put first in PATH, the manager's fallback.
 func buildShim(t *testing.T) {
 	t.Helper()
 	shimOnce.Do(func() {
 		dir := filepath.Dir(berthdPath)
 		if !builtHere {
-			if dir, shimErr = os.MkdirTemp("", "berth-shim-build-"); shimErr != nil {
-				return
-			}
+			dir = scratchDir
 			os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
 		}
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "berth-shim-runc-v2"), "github.com/berth-dev/berth/cmd/berth-shim-runc-v2")
