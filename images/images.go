@@ -10,6 +10,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -51,4 +52,20 @@ type DeleteOpt func(*DeleteOptions)
 // SynchronousDelete makes Delete wait for garbage collection.
 func SynchronousDelete() DeleteOpt {
 	return func(o *DeleteOptions) { o.Synchronous = true }
+}
+
+// ChainIDs returns the chain IDs of a stack of layer diff IDs, as the OCI
+// image spec defines them: the first is the first diff ID, each next one
+// the digest of "<previous chain ID> <diff ID>". The last one names the
+// unpacked image in a snapshotter.
+func ChainIDs(diffIDs []digest.Digest) []digest.Digest {
+	out := make([]digest.Digest, len(diffIDs))
+	for i, d := range diffIDs {
+		if i == 0 {
+			out[i] = d
+			continue
+		}
+		out[i] = digest.FromString(out[i-1].String() + " " + d.String())
+	}
+	return out
 }

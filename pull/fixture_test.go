@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-dev/berth/images"
 	"io"
 	"os"
 	"path/filepath"
@@ -303,7 +304,7 @@ func (im image) diffIDs() []digest.Digest {
 // chain returns the chain IDs of the image's layers.
 func (im image) chain() []string {
 	var out []string
-	for _, c := range pull.ChainIDs(im.diffIDs()) {
+	for _, c := range images.ChainIDs(im.diffIDs()) {
 		out = append(out, c.String())
 	}
 	return out

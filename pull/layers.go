@@ -7,6 +7,7 @@ import (
 
 	"github.com/berth-dev/berth/content"
 	"github.com/berth-dev/berth/diff/apply"
+	"github.com/berth-dev/berth/images"
 	"github.com/berth-dev/berth/snapshots"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
@@ -86,7 +87,7 @@ func (j *job) ensureRef(ctx context.Context, desc ocispec.Descriptor) error {
 // below it, skipping the chain already unpacked.
 func (j *job) unpack(ctx context.Context, layers []ocispec.Descriptor, diffIDs []digest.Digest, downloads []*download) (string, error) {
 	sn := j.p.stores.Snapshotter(j.cfg.Snapshotter)
-	chain := ChainIDs(diffIDs)
+	chain := images.ChainIDs(diffIDs)
 	parent := ""
 	for i := range layers {
 		if _, err := sn.Stat(ctx, chain[i].String()); err == nil {
@@ -148,19 +149,4 @@ func (j *job) unpackLayer(ctx context.Context, sn snapshots.Snapshotter, desc oc
 	committed = true
 	j.cfg.Progress(Progress{Kind: "layer", Digest: desc.Digest, Status: StatusUnpacked, Offset: applied.Size, Total: applied.Size})
 	return nil
-}
-
-// ChainIDs returns the chain IDs of a stack of diff IDs, as the OCI image
-// spec defines them: the first is the first diff ID, each next one is the
-// digest of "<previous chain ID> <diff ID>".
-func ChainIDs(diffIDs []digest.Digest) []digest.Digest {
-	out := make([]digest.Digest, len(diffIDs))
-	for i, d := range diffIDs {
-		if i == 0 {
-			out[i] = d
-			continue
-		}
-		out[i] = digest.FromString(out[i-1].String() + " " + d.String())
-	}
-	return out
 }

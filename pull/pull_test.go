@@ -2,6 +2,7 @@ package pull_test
 
 import (
 	"context"
+	"github.com/berth-dev/berth/images"
 	"runtime"
 	"slices"
 	"strconv"
@@ -399,7 +400,7 @@ func TestChainIDs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if diff := cmp.Diff(tt.want, pull.ChainIDs(tt.in)); diff != "" {
+			if diff := cmp.Diff(tt.want, images.ChainIDs(tt.in)); diff != "" {
 				t.Errorf("ChainIDs (-want +got):\n%s", diff)
 			}
 		})

@@ -200,21 +200,6 @@ func platformOf(d ocispec.Descriptor) string {
 	return platforms.Format(*d.Platform)
 }
 
-// chainIDs computes the OCI chain IDs of a layer stack from its diff IDs:
-// the first is the first diff ID, each next one the digest of
-// "<previous chain ID> <diff ID>". The last names the unpacked image.
-func chainIDs(diffIDs []digest.Digest) []digest.Digest {
-	out := make([]digest.Digest, len(diffIDs))
-	for i, d := range diffIDs {
-		if i == 0 {
-			out[i] = d
-			continue
-		}
-		out[i] = digest.FromString(out[i-1].String() + " " + d.String())
-	}
-	return out
-}
-
 // manifestSize is what a manifest's platform takes: its config and layers.
 func manifestSize(m ocispec.Manifest) int64 {
 	size := m.Config.Size

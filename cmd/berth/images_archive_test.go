@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/berth-dev/berth/images"
 	"reflect"
 	"testing"
 	"time"
@@ -14,11 +15,11 @@ func TestChainIDs(t *testing.T) {
 	a, b, c := digest.FromString("a"), digest.FromString("b"), digest.FromString("c")
 	ab := digest.FromString(a.String() + " " + b.String())
 	want := []digest.Digest{a, ab, digest.FromString(ab.String() + " " + c.String())}
-	if got := chainIDs([]digest.Digest{a, b, c}); !reflect.DeepEqual(got, want) {
+	if got := images.ChainIDs([]digest.Digest{a, b, c}); !reflect.DeepEqual(got, want) {
 		t.Errorf("chainIDs = %v, want %v", got, want)
 	}
-	if got := chainIDs(nil); len(got) != 0 {
-		t.Errorf("chainIDs(nil) = %v", got)
+	if got := images.ChainIDs(nil); len(got) != 0 {
+		t.Errorf("images.ChainIDs(nil) = %v", got)
 	}
 }
 

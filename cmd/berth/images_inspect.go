@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/berth-dev/berth/images"
 	"io"
 	"maps"
 	"slices"
@@ -190,7 +191,7 @@ func (in *inspector) manifest(ctx context.Context, d ocispec.Descriptor, v *imag
 		mv.Layers = append(mv.Layers, lv)
 	}
 	if ids := img.RootFS.DiffIDs; len(ids) > 0 && len(ids) == len(m.Layers) {
-		mv.ChainID = chainIDs(ids)[len(ids)-1].String()
+		mv.ChainID = images.ChainIDs(ids)[len(ids)-1].String()
 		unpacked, err := snapshotCommitted(ctx, in.c, in.snapshotter, mv.ChainID)
 		if err != nil {
 			return mv, err

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"github.com/berth-dev/berth/images"
 	"runtime"
 	"testing"
 
@@ -144,7 +145,7 @@ func (img testImage) chainIDs() []digest.Digest {
 	for _, l := range img.layers {
 		ids = append(ids, digest.FromBytes(l.diff))
 	}
-	return chainIDs(ids)
+	return images.ChainIDs(ids)
 }
 
 // ociArchive is an OCI image layout tar of img, named name in index.json.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/berth-dev/berth/images"
 	"strconv"
 	"time"
 
@@ -180,7 +181,7 @@ func unpackManifest(ctx context.Context, c *conn, choice manifestChoice, snapsho
 		return "", fmt.Errorf("config %s lists %d diff_ids for %d layers: %w",
 			choice.manifest.Config.Digest, len(diffIDs), len(layers), errdefs.ErrInvalidArgument)
 	}
-	chain := chainIDs(diffIDs)
+	chain := images.ChainIDs(diffIDs)
 	u := &layerUnpacker{c: c, snapshotter: snapshotter}
 	for i, layer := range layers {
 		var parent digest.Digest
