@@ -101,14 +101,7 @@ func (d *Daemon) registrations() []*plugin.Registration {
 		}),
 		grpcPlugin("snapshots", []plugin.Type{plugin.MetadataPlugin}, func(ic *plugin.InitContext) (any, error) {
 			db, err := getDB(ic)
-			return withDB(db, err, func() any {
-				return snapshotssvc.New(func(name string) snapshots.Snapshotter {
-					if s := db.Snapshotter(name); s != nil {
-						return s
-					}
-					return nil
-				})
-			})
+			return withDB(db, err, func() any { return snapshotssvc.New(db.LookupSnapshotter) })
 		}),
 		{Type: plugin.DiffPlugin, ID: "walking", Requires: []plugin.Type{plugin.MetadataPlugin}, InitFn: func(_ context.Context, ic *plugin.InitContext) (any, error) {
 			db, err := getDB(ic)

@@ -14,7 +14,6 @@ import (
 	"github.com/berth-dev/berth/remotes/registry"
 	streamingsvc "github.com/berth-dev/berth/services/streaming"
 	transfersvc "github.com/berth-dev/berth/services/transfer"
-	"github.com/berth-dev/berth/snapshots"
 	transfertypes "github.com/containerd/containerd/api/types/transfer"
 )
 
@@ -78,15 +77,10 @@ func releaseOrphanPulls(ctx context.Context, db *metadata.DB, p *pull.Puller) {
 // NewPuller returns a Puller over the namespaced stores of db.
 func NewPuller(db *metadata.DB) *pull.Puller {
 	return pull.New(pull.Stores{
-		Content: db.ContentStore(),
-		Images:  db.Images(),
-		Leases:  db.Leases(),
-		Snapshotter: func(name string) snapshots.Snapshotter {
-			if s := db.Snapshotter(name); s != nil {
-				return s
-			}
-			return nil
-		},
+		Content:     db.ContentStore(),
+		Images:      db.Images(),
+		Leases:      db.Leases(),
+		Snapshotter: db.LookupSnapshotter,
 	})
 }
 

@@ -38,6 +38,16 @@ func (db *DB) Snapshotter(name string) *SnapshotStore {
 	return &SnapshotStore{db: db, name: name, backend: sn}
 }
 
+// LookupSnapshotter is Snapshotter as an interface: nil (not a typed nil)
+// when there is none by that name, for callers that take a
+// func(name) snapshots.Snapshotter.
+func (db *DB) LookupSnapshotter(name string) snapshots.Snapshotter {
+	if s := db.Snapshotter(name); s != nil {
+		return s
+	}
+	return nil
+}
+
 // SnapshotStore is a snapshots.Snapshotter whose keys live in the
 // context's namespace: "k" in namespace "a" and "k" in "b" are different
 // snapshots. In the backend a snapshot is named "<ns>/<seq>/<key>".

@@ -68,15 +68,10 @@ func newEnv(t *testing.T) *env {
 		ov.Close()
 	})
 	p := pull.New(pull.Stores{
-		Content: db.ContentStore(),
-		Images:  db.Images(),
-		Leases:  db.Leases(),
-		Snapshotter: func(name string) snapshots.Snapshotter {
-			if s := db.Snapshotter(name); s != nil {
-				return s
-			}
-			return nil
-		},
+		Content:     db.ContentStore(),
+		Images:      db.Images(),
+		Leases:      db.Leases(),
+		Snapshotter: db.LookupSnapshotter,
 	})
 	return &env{
 		t: t, root: root, db: db, backend: backend, overlay: ov, puller: p,
