@@ -34,10 +34,9 @@ import (
 
 // Snapshotter is the overlayfs snapshots.Snapshotter.
 type Snapshotter struct {
-	ms   *storage.MetaStore
-	dirs *storage.Dirs
-	// options end every overlay mount: the probed ones, then the user's.
-	options []string
+	*storage.Snapshotter
+	ms     *storage.MetaStore
+	layout layout
 }
 
 var (
@@ -101,89 +100,21 @@ func open(ms *storage.MetaStore, root string, c config) (*Snapshotter, error) {
 	if err := dirs.Cleanup(context.Background()); err != nil {
 		return nil, fmt.Errorf("clean up %s: %w", root, err)
 	}
-	return &Snapshotter{ms: ms, dirs: dirs, options: append(options, c.mountOptions...)}, nil
+	l := layout{dirs: dirs, options: append(options, c.mountOptions...)}
+	return &Snapshotter{Snapshotter: storage.NewSnapshotter(ms, dirs, l), ms: ms, layout: l}, nil
 }
 
-// Stat implements snapshots.Snapshotter.
-func (o *Snapshotter) Stat(ctx context.Context, key string) (snapshots.Info, error) {
-	return o.ms.Stat(ctx, key)
-}
-
-// Update implements snapshots.Snapshotter.
-func (o *Snapshotter) Update(ctx context.Context, info snapshots.Info, fieldpaths ...string) (snapshots.Info, error) {
-	return o.ms.UpdateInfo(ctx, info, fieldpaths...)
-}
-
-// Usage implements snapshots.Snapshotter: an active snapshot's is its fs
-// directory's, measured now.
-func (o *Snapshotter) Usage(ctx context.Context, key string) (snapshots.Usage, error) {
-	return o.ms.Usage(ctx, key, o.measure)
-}
-
-// Mounts implements snapshots.Snapshotter.
-func (o *Snapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount, error) {
-	var s storage.Snapshot
-	err := o.ms.View(ctx, func(tx *storage.Tx) error {
-		var err error
-		s, err = tx.GetSnapshot(key)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return o.mounts(s), nil
-}
-
-// Prepare implements snapshots.Snapshotter.
-func (o *Snapshotter) Prepare(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
-	return o.create(ctx, snapshots.KindActive, key, parent, opts)
-}
-
-// View implements snapshots.Snapshotter.
-func (o *Snapshotter) View(ctx context.Context, key, parent string, opts ...snapshots.Opt) ([]mount.Mount, error) {
-	return o.create(ctx, snapshots.KindView, key, parent, opts)
-}
-
-// Commit implements snapshots.Snapshotter; the usage recorded is that of
-// the fs directory.
-func (o *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snapshots.Opt) error {
-	return o.ms.Commit(ctx, name, key, o.measure, opts...)
-}
-
-// Remove implements snapshots.Snapshotter; the snapshot's directory goes
-// with it.
-func (o *Snapshotter) Remove(ctx context.Context, key string) error {
-	return o.dirs.Remove(ctx, key)
-}
-
-// Walk implements snapshots.Snapshotter.
-func (o *Snapshotter) Walk(ctx context.Context, fn snapshots.WalkFunc, filters ...string) error {
-	return o.ms.Walk(ctx, fn, filters...)
-}
-
-// Cleanup implements snapshots.Cleaner: it removes directories no
-// snapshot owns.
-func (o *Snapshotter) Cleanup(ctx context.Context) error {
-	return o.dirs.Cleanup(ctx)
-}
-
-// Close implements snapshots.Snapshotter.
-func (o *Snapshotter) Close() error {
-	return o.ms.Close()
-}
-
-func (o *Snapshotter) create(ctx context.Context, kind snapshots.Kind, key, parent string, opts []snapshots.Opt) ([]mount.Mount, error) {
-	s, err := o.dirs.Create(ctx, kind, key, parent, o.populate, opts...)
-	if err != nil {
-		return nil, err
-	}
-	return o.mounts(s), nil
+// layout is the overlay storage.Layout.
+type layout struct {
+	dirs *storage.Dirs
+	// options end every overlay mount: the probed ones, then the user's.
+	options []string
 }
 
 // populate lays out a new snapshot's directory. Overlay shows the upper
 // directory's owner and mode at the root of the merged tree, so fs takes
 // the parent's.
-func (o *Snapshotter) populate(_ context.Context, dir string, s storage.Snapshot) error {
+func (o layout) Populate(_ context.Context, dir string, s storage.Snapshot) error {
 	fs := filepath.Join(dir, "fs")
 	if err := os.Mkdir(fs, 0o755); err != nil {
 		return err
@@ -208,7 +139,7 @@ func (o *Snapshotter) populate(_ context.Context, dir string, s storage.Snapshot
 	return nil
 }
 
-func (o *Snapshotter) mounts(s storage.Snapshot) []mount.Mount {
+func (o layout) Mounts(s storage.Snapshot) []mount.Mount {
 	switch {
 	case len(s.ParentIDs) == 0:
 		rw := "rw"
@@ -232,10 +163,10 @@ func (o *Snapshotter) mounts(s storage.Snapshot) []mount.Mount {
 	return []mount.Mount{{Type: "overlay", Source: "overlay", Options: options}}
 }
 
-func (o *Snapshotter) measure(ctx context.Context, id string) (snapshots.Usage, error) {
+func (o layout) Measure(ctx context.Context, id string) (snapshots.Usage, error) {
 	return storage.DiskUsage(ctx, o.upper(id))
 }
 
-func (o *Snapshotter) upper(id string) string { return filepath.Join(o.dirs.Path(id), "fs") }
+func (o layout) upper(id string) string { return filepath.Join(o.dirs.Path(id), "fs") }
 
-func (o *Snapshotter) work(id string) string { return filepath.Join(o.dirs.Path(id), "work") }
+func (o layout) work(id string) string { return filepath.Join(o.dirs.Path(id), "work") }

@@ -95,8 +95,8 @@ func TestMountShapes(t *testing.T) {
 			}
 		}
 	}
-	if _, err := os.Stat("/sys/module/overlay/parameters/index"); err == nil && !slices.Contains(s.options, "index=off") {
-		t.Errorf("the kernel has index=off but the probe chose %q", s.options)
+	if _, err := os.Stat("/sys/module/overlay/parameters/index"); err == nil && !slices.Contains(s.layout.options, "index=off") {
+		t.Errorf("the kernel has index=off but the probe chose %q", s.layout.options)
 	}
 }
 
@@ -136,7 +136,7 @@ func TestWhiteout(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(filepath.Join(s.upper(id), "gone"), &st); err != nil {
+	if err := unix.Lstat(filepath.Join(s.layout.upper(id), "gone"), &st); err != nil {
 		t.Fatalf("no whiteout in the upper layer: %v", err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
