@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/berth-dev/berth/config"
@@ -34,6 +35,9 @@ type Daemon struct {
 	cancel  context.CancelFunc
 	// sockets are the socket files this daemon created, removed on Close.
 	sockets []string
+
+	criOnce sync.Once
+	cri     *criSection
 }
 
 // New locks the root and initializes every plugin. Serve starts serving.

@@ -130,28 +130,7 @@ const defaultHostsDir = "/etc/berth/certs.d"
 // (version 2 or 3 layout), "" when unset: a node configured for
 // containerd's CRI keeps its mirrors when it moves to berth.
 func (d *Daemon) criRegistryConfigPath() string {
-	var sect struct {
-		Registry struct {
-			ConfigPath string `toml:"config_path"`
-		} `toml:"registry"`
-	}
-	for _, id := range []string{"io.containerd.cri.v1.images", "io.containerd.grpc.v1.cri"} {
-		if !d.cfg.HasPlugin(id) {
-			continue
-		}
-		warnings, err := d.cfg.DecodePlugin(id, &sect)
-		for _, w := range warnings {
-			d.logger.Warn(w.String())
-		}
-		if err != nil {
-			d.logger.Warn("registry config_path unreadable", "plugin", id, "error", err)
-			continue
-		}
-		if sect.Registry.ConfigPath != "" {
-			return sect.Registry.ConfigPath
-		}
-	}
-	return ""
+	return d.criConfig().Registry.ConfigPath
 }
 
 func (d *Daemon) transferPlugins() []*plugin.Registration {

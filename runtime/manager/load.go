@@ -6,9 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	eventsapi "github.com/containerd/containerd/api/events"
+
 	"github.com/berth-dev/berth/log"
+	"github.com/berth-dev/berth/namespaces"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 )
 
@@ -16,34 +20,51 @@ import (
 // that a restarted berthd can run its `delete` should the shim be gone.
 const binaryFile = "shim-binary-path"
 
-// load reconnects to the shims of the bundles a previous berthd left: a
-// shim that answers is tracked again; for one that does not, its binary's
-// `delete` cleans up and the bundle is removed.
+// load reconnects to the shims of the bundles a previous berthd left, all
+// at once: a shim that answers is tracked again; for one that does not,
+// its binary's `delete` cleans up, the bundle is removed and /tasks/exit
+// is published with the status `delete` recovered.
 func (m *Manager) load(ctx context.Context) {
+	type found struct{ ns, id string }
+	var bundles []found
 	nss, _ := os.ReadDir(m.cfg.State)
 	for _, ns := range nss {
 		ids, _ := os.ReadDir(filepath.Join(m.cfg.State, ns.Name()))
 		for _, id := range ids {
-			t, err := m.reconnect(ctx, ns.Name(), id.Name())
-			if err != nil {
-				log.G(ctx).Warn("task not restored", "namespace", ns.Name(), "id", id.Name(), "error", err)
-				continue
-			}
-			m.tasks[ns.Name()+"/"+id.Name()] = t
-			log.G(ctx).Info("task restored", "namespace", ns.Name(), "id", id.Name(), "pid", t.Pid)
+			bundles = append(bundles, found{ns.Name(), id.Name()})
 		}
 	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, loadParallelism)
+	for _, b := range bundles {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			t, err := m.reconnect(ctx, b.ns, b.id)
+			if err != nil {
+				log.G(ctx).Warn("task not restored", "namespace", b.ns, "id", b.id, "error", err)
+				return
+			}
+			m.mu.Lock()
+			m.tasks[b.ns+"/"+b.id] = t
+			m.mu.Unlock()
+			log.G(ctx).Info("task restored", "namespace", b.ns, "id", b.id, "pid", t.Pid)
+		}()
+	}
+	wg.Wait()
 }
+
+// loadParallelism bounds the shims contacted at once at start-up.
+const loadParallelism = 16
 
 func (m *Manager) reconnect(ctx context.Context, ns, id string) (*Task, error) {
 	bundle := filepath.Join(m.cfg.State, ns, id)
 	t := &Task{ID: id, Namespace: ns, Bundle: bundle, m: m}
-	binary, err := os.ReadFile(filepath.Join(bundle, binaryFile))
-	if err != nil {
+	if err := t.readRecord(); err != nil {
 		t.cleanup(ctx)
 		return nil, fmt.Errorf("bundle without shim binary, removed: %w", err)
 	}
-	t.binary = string(binary)
 	if f, err := os.OpenFile(filepath.Join(bundle, "log"), os.O_RDWR, 0); err == nil {
 		t.log = f
 		go copyLog(log.G(ctx).With("bundle", bundle), f)
@@ -54,8 +75,10 @@ func (m *Manager) reconnect(ctx context.Context, ns, id string) (*Task, error) {
 			_ = t.client.Close()
 			t.task, t.client = nil, nil
 		}
-		if _, derr := t.deleteDead(ctx); derr != nil {
+		if resp, derr := t.deleteDead(ctx); derr != nil {
 			log.G(ctx).Warn("shim delete failed", "bundle", bundle, "error", derr)
+		} else {
+			m.publishExit(ctx, t, resp)
 		}
 		t.cleanup(ctx)
 		return nil, fmt.Errorf("shim gone, task cleaned up: %w", err)
@@ -82,3 +105,19 @@ func (t *Task) restore() (*taskapi.StateResponse, error) {
 	}
 	return st, nil
 }
+
+// publishExit tells subscribers that a task whose shim died has exited,
+// with what the shim's `delete` recovered (runc's state, or 137 when the
+// process was killed with its shim).
+func (m *Manager) publishExit(ctx context.Context, t *Task, resp *taskapi.DeleteResponse) {
+	if m.cfg.Publisher == nil {
+		return
+	}
+	ev := &eventsapi.TaskExit{ContainerID: t.ID, ID: t.ID, Pid: resp.GetPid(), ExitStatus: resp.GetExitStatus(), ExitedAt: resp.GetExitedAt()}
+	if err := m.cfg.Publisher.Publish(namespaces.WithNamespace(ctx, t.Namespace), TopicExit, ev); err != nil {
+		log.G(ctx).Warn("publish exit", "namespace", t.Namespace, "id", t.ID, "error", err)
+	}
+}
+
+// TopicExit is containerd's topic for a task's exit.
+const TopicExit = "/tasks/exit"

@@ -26,11 +26,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 
+	"github.com/berth-dev/berth/events"
 	"github.com/berth-dev/berth/namespaces"
+	"github.com/berth-dev/berth/runtime/handler"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
@@ -38,7 +40,10 @@ import (
 )
 
 // RuncRuntime is the runtime name served by berth's own shim.
-const RuncRuntime = "io.containerd.runc.v2"
+const RuncRuntime = handler.RuncV2
+
+// ownShim is the file name of berth's shim.
+const ownShim = "berth-shim-runc-v2"
 
 // Config says where the manager keeps bundles and how shims reach berthd.
 type Config struct {
@@ -50,6 +55,11 @@ type Config struct {
 	// ShimDir is searched for berth-shim-runc-v2 before PATH; default the
 	// directory of the running executable.
 	ShimDir string
+	// Handlers resolves runtime handler names (runc, runsc, a configured
+	// CRI runtime); nil means the built-in handlers only.
+	Handlers *handler.Table
+	// Publisher receives /tasks/exit for tasks found dead at start-up.
+	Publisher events.Publisher
 }
 
 // Manager tracks the shims of every namespace.
@@ -77,8 +87,10 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 
 // CreateOpts is what a task is created from.
 type CreateOpts struct {
-	// Runtime is the runtime name (io.containerd.runc.v2) and
-	// RuntimeOptions its options, given to the shim at start.
+	// Runtime is the container's runtime: a runtime type
+	// (io.containerd.runc.v2) or a handler name (runsc); "" is the default
+	// handler. RuntimeOptions are its options, given to the shim at start;
+	// nil takes the handler's.
 	Runtime        string
 	RuntimeOptions *anypb.Any
 	// Spec is the OCI runtime spec JSON, written as config.json.
@@ -119,7 +131,16 @@ func (m *Manager) Create(ctx context.Context, id string, opts CreateOpts) (*Task
 }
 
 func (m *Manager) create(ctx context.Context, ns, id string, opts CreateOpts) (_ *Task, retErr error) {
-	binary, err := m.shimBinary(opts.Runtime)
+	h, err := m.cfg.Handlers.Lookup(opts.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	if opts.RuntimeOptions == nil {
+		if opts.RuntimeOptions, err = h.OptionsAny(); err != nil {
+			return nil, err
+		}
+	}
+	binary, own, err := m.shimBinary(h)
 	if err != nil {
 		return nil, err
 	}
@@ -127,28 +148,33 @@ func (m *Manager) create(ctx context.Context, ns, id string, opts CreateOpts) (_
 	if err != nil {
 		return nil, err
 	}
-	t := &Task{ID: id, Namespace: ns, Bundle: b.path, binary: binary, log: b.log, m: m}
+	t := &Task{ID: id, Namespace: ns, Bundle: b.path, RuntimeType: h.RuntimeType, Handler: h.Name, binary: binary, log: b.log, m: m}
 	defer func() {
 		if retErr != nil {
 			t.cleanup(context.WithoutCancel(ctx))
 		}
 	}()
-	if err := os.WriteFile(filepath.Join(b.path, binaryFile), []byte(binary), 0o600); err != nil {
-		return nil, fmt.Errorf("record shim binary: %w", err)
+	if err := t.writeRecord(); err != nil {
+		return nil, err
 	}
-	address, err := m.startShim(ctx, t, opts.RuntimeOptions)
+	address, err := m.startShim(ctx, t, opts.RuntimeOptions, own)
 	if err != nil {
 		return nil, err
 	}
 	if err := t.connect(address); err != nil {
 		return nil, err
 	}
+	// As containerd: the task's own options, else the runtime's.
+	taskOpts := opts.Options
+	if taskOpts == nil || len(taskOpts.GetValue()) == 0 {
+		taskOpts = opts.RuntimeOptions
+	}
 	resp, err := t.Client().Create(t.ShimContext(ctx), &taskapi.CreateTaskRequest{
 		ID: id, Bundle: b.path, Rootfs: opts.Rootfs, Terminal: opts.Terminal,
-		Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, Options: opts.Options,
+		Stdin: opts.Stdin, Stdout: opts.Stdout, Stderr: opts.Stderr, Options: taskOpts,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create task %q in shim: %w", id, ShimError(err))
+		return nil, fmt.Errorf("create task %q in shim %s (runtime %s): %w", id, binary, h.RuntimeType, ShimError(err))
 	}
 	t.Pid = resp.Pid
 	return t, nil
@@ -210,20 +236,47 @@ func (m *Manager) Delete(ctx context.Context, id string) (*taskapi.DeleteRespons
 	return resp, nil
 }
 
-// shimBinary resolves a runtime name to a shim executable.
-func (m *Manager) shimBinary(runtime string) (string, error) {
-	if runtime == RuncRuntime {
-		if m.cfg.ShimDir != "" {
-			p := filepath.Join(m.cfg.ShimDir, "berth-shim-runc-v2")
-			if _, err := os.Stat(p); err == nil {
-				return p, nil
-			}
+// shimBinary resolves a handler to a shim executable; own reports berth's
+// own shim. runtime_path wins; io.containerd.runc.v2 is berth's shim;
+// io.containerd.runsc.v1 is gVisor's containerd-shim-runsc-v1 when it is
+// in PATH and berth's shim (driving runsc) otherwise; any other type is
+// containerd-shim-<name>-<version> from PATH.
+func (m *Manager) shimBinary(h *handler.Handler) (path string, own bool, err error) {
+	if h.RuntimePath != "" {
+		if _, err := os.Stat(h.RuntimePath); err != nil {
+			return "", false, fmt.Errorf("runtime handler %q: runtime_path %s: %w: %w", h.Name, h.RuntimePath, errdefs.ErrNotFound, err)
 		}
-		return lookPath("berth-shim-runc-v2")
+		return h.RuntimePath, filepath.Base(h.RuntimePath) == ownShim, nil
 	}
-	parts := strings.Split(runtime, ".")
-	if len(parts) != 4 || parts[0] != "io" || parts[1] != "containerd" || parts[2] == "" || parts[3] == "" {
-		return "", fmt.Errorf("runtime %q: not of the form io.containerd.<name>.<version>: %w", runtime, errdefs.ErrInvalidArgument)
+	name, err := handler.ShimName(h.RuntimeType)
+	if err != nil {
+		return "", false, err
 	}
-	return lookPath("containerd-shim-" + parts[2] + "-" + parts[3])
+	switch h.RuntimeType {
+	case handler.RuncV2:
+		path, err := m.ownShim()
+		return path, err == nil, err
+	case handler.RunscV1:
+		if p, err := exec.LookPath(name); err == nil {
+			return p, false, nil
+		}
+		path, err := m.ownShim()
+		return path, err == nil, err
+	}
+	path, err = lookPath(name)
+	if err != nil {
+		return "", false, fmt.Errorf("runtime handler %q (%s): %w", h.Name, h.RuntimeType, err)
+	}
+	return path, false, nil
+}
+
+// ownShim is berth-shim-runc-v2 next to berthd, else from PATH.
+func (m *Manager) ownShim() (string, error) {
+	if m.cfg.ShimDir != "" {
+		p := filepath.Join(m.cfg.ShimDir, ownShim)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return lookPath(ownShim)
 }

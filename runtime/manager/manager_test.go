@@ -5,7 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/berth-dev/berth/runtime/handler"
 
 	"github.com/berth-dev/berth/namespaces"
 	"github.com/containerd/errdefs"
@@ -15,34 +18,61 @@ func TestShimBinary(t *testing.T) {
 	dir := t.TempDir()
 	path := t.TempDir()
 	t.Setenv("PATH", path)
-	for _, name := range []string{"containerd-shim-runsc-v1", "berth-shim-runc-v2"} {
+	for _, name := range []string{"containerd-shim-runsc-v1", "berth-shim-runc-v2", "containerd-shim-runc-v2"} {
 		if err := os.WriteFile(filepath.Join(path, name), []byte("#!/bin/sh\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	m := &Manager{cfg: Config{ShimDir: dir}}
+	table, err := handler.New(handler.Config{Runtimes: map[string]*handler.Handler{
+		"external": {RuntimeType: RuncRuntime, RuntimePath: filepath.Join(path, "containerd-shim-runc-v2")},
+		"missing":  {RuntimeType: RuncRuntime, RuntimePath: "/nonexistent/shim"},
+		"kata":     {RuntimeType: "io.containerd.kata.v2"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &Manager{cfg: Config{ShimDir: dir, Handlers: table}}
 	for _, tc := range []struct {
 		runtime, want string
+		own           bool
 		err           error
+		msg           string
 	}{
-		{RuncRuntime, filepath.Join(path, "berth-shim-runc-v2"), nil}, // PATH when not next to berthd
-		{"io.containerd.runsc.v1", filepath.Join(path, "containerd-shim-runsc-v1"), nil},
-		{"io.containerd.kata.v2", "", errdefs.ErrNotFound},
-		{"runc", "", errdefs.ErrInvalidArgument},
-		{"io.containerd..v2", "", errdefs.ErrInvalidArgument},
+		{RuncRuntime, filepath.Join(path, "berth-shim-runc-v2"), true, nil, ""}, // PATH when not next to berthd
+		{"", filepath.Join(path, "berth-shim-runc-v2"), true, nil, ""},
+		{"crun", filepath.Join(path, "berth-shim-runc-v2"), true, nil, ""},
+		{"io.containerd.runsc.v1", filepath.Join(path, "containerd-shim-runsc-v1"), false, nil, ""},
+		{"external", filepath.Join(path, "containerd-shim-runc-v2"), false, nil, ""},
+		{"missing", "", false, errdefs.ErrNotFound, "/nonexistent/shim"},
+		{"kata", "", false, errdefs.ErrNotFound, "containerd-shim-kata-v2 not found in PATH (" + path + ")"},
+		{"io.containerd.kata.v2", "", false, errdefs.ErrNotFound, "containerd-shim-kata-v2"},
+		{"nosuch", "", false, errdefs.ErrNotFound, "configured handlers: crun, external, kata, missing, runc, runsc"},
+		{"io.containerd..v2", "", false, errdefs.ErrInvalidArgument, ""},
 	} {
-		got, err := m.shimBinary(tc.runtime)
-		if got != tc.want || !errors.Is(err, tc.err) && (err != nil || tc.err != nil) {
-			t.Errorf("shimBinary(%q) = %q, %v; want %q, %v", tc.runtime, got, err, tc.want, tc.err)
+		var got string
+		var own bool
+		h, err := table.Lookup(tc.runtime)
+		if err == nil {
+			got, own, err = m.shimBinary(h)
+		}
+		if got != tc.want || own != tc.own || !errors.Is(err, tc.err) && (err != nil || tc.err != nil) ||
+			err != nil && !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("shimBinary(%q) = %q, %v, %v; want %q, %v, %v containing %q", tc.runtime, got, own, err, tc.want, tc.own, tc.err, tc.msg)
 		}
 	}
-	// Next to berthd wins over PATH.
+	// Next to berthd wins over PATH; without gVisor's shim, runsc is ours.
 	own := filepath.Join(dir, "berth-shim-runc-v2")
 	if err := os.WriteFile(own, nil, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := m.shimBinary(RuncRuntime); got != own || err != nil {
-		t.Errorf("shimBinary(runc) = %q, %v; want %q", got, err, own)
+	if err := os.Remove(filepath.Join(path, "containerd-shim-runsc-v1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range []string{RuncRuntime, "runsc"} {
+		h, _ := table.Lookup(rt)
+		if got, isOwn, err := m.shimBinary(h); got != own || !isOwn || err != nil {
+			t.Errorf("shimBinary(%s) = %q, %v, %v; want %q", rt, got, isOwn, err, own)
+		}
 	}
 }
 

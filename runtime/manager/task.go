@@ -34,6 +34,9 @@ type Task struct {
 	ID, Namespace, Bundle string
 	// Pid is the init process's pid, as the shim's Create reported it.
 	Pid uint32
+	// RuntimeType (io.containerd.runc.v2) and Handler (runc) are what the
+	// container's runtime name resolved to.
+	RuntimeType, Handler string
 
 	binary string
 	log    *os.File
@@ -123,10 +126,15 @@ func copyLog(l interface{ Info(string, ...any) }, f *os.File) {
 }
 
 // startShim runs `<shim> start` in the bundle and returns the address the
-// shim prints. Runtime options go on stdin (the legacy form).
-func (m *Manager) startShim(ctx context.Context, t *Task, opts *anypb.Any) (string, error) {
+// shim prints. berth's own shim gets BootstrapParams (containerd 2.3's
+// form) and answers with a BootstrapResult; external shims get the legacy
+// form, the runtime options on stdin and a plain address back, which every
+// shim understands (newer shims tell the forms apart themselves).
+func (m *Manager) startShim(ctx context.Context, t *Task, opts *anypb.Any, own bool) (string, error) {
 	var stdin []byte
-	if opts != nil {
+	if own {
+		stdin = encodeParams(t, m.cfg, opts)
+	} else if opts != nil {
 		var err error
 		if stdin, err = proto.Marshal(opts); err != nil {
 			return "", fmt.Errorf("marshal runtime options: %w", err)
@@ -138,7 +146,9 @@ func (m *Manager) startShim(ctx context.Context, t *Task, opts *anypb.Any) (stri
 	}
 	address := strings.TrimSpace(string(out))
 	if !strings.HasPrefix(address, "unix://") {
-		return "", fmt.Errorf("shim %s start printed %q, not a unix:// address", t.binary, address)
+		if address, err = decodeResult(out); err != nil {
+			return "", fmt.Errorf("shim %s start printed %q: neither a unix:// address nor a BootstrapResult: %w", t.binary, out, err)
+		}
 	}
 	return address, nil
 }
@@ -212,7 +222,7 @@ func (t *Task) cleanup(ctx context.Context) {
 func lookPath(name string) (string, error) {
 	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("shim binary %s: %w: %w", name, errdefs.ErrNotFound, err)
+		return "", fmt.Errorf("shim binary %s not found in PATH (%s): install it or set runtime_path: %w", name, os.Getenv("PATH"), errdefs.ErrNotFound)
 	}
 	return p, nil
 }
