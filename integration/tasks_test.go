@@ -183,6 +183,21 @@ func TestTasks(t *testing.T) {
 		if strings.TrimSpace(out) != "hi" {
 			t.Errorf("exec printed %q, want hi", out)
 		}
+		pid, _ := taskStatus(t, d, ns, "c3")
+		if ps := d.mustCtr("-n", ns, "task", "ps", "c3"); !strings.Contains(ps, pid) {
+			t.Errorf("task ps c3 lacks the init pid %s:\n%s", pid, ps)
+		}
+		d.mustCtr("-n", ns, "task", "pause", "c3")
+		if _, status := taskStatus(t, d, ns, "c3"); status != "PAUSED" {
+			t.Errorf("c3 after pause: %s", status)
+		}
+		d.mustCtr("-n", ns, "task", "resume", "c3")
+		if _, status := taskStatus(t, d, ns, "c3"); status != "RUNNING" {
+			t.Errorf("c3 after resume: %s", status)
+		}
+		if m := d.mustCtr("-n", ns, "task", "metrics", "c3"); !strings.Contains(m, "memory.usage_in_bytes") {
+			t.Errorf("task metrics c3 lacks memory usage:\n%s", m)
+		}
 		d.mustCtr("-n", ns, "task", "kill", "-s", "9", "c3")
 		eventually(t, 10*time.Second, func() error {
 			if _, status := taskStatus(t, d, ns, "c3"); status != "STOPPED" {
