@@ -249,6 +249,9 @@ func (j *job) readSmall(ctx context.Context, desc ocispec.Descriptor, kind strin
 		b, err = io.ReadAll(io.NewSectionReader(ra, 0, ra.Size()))
 		return b, true, err
 	}
+	if j.adopt(ctx, desc, kind) {
+		return j.readSmall(ctx, desc, kind)
+	}
 	rc, err := j.fetcher.Fetch(ctx, desc)
 	if err != nil {
 		return nil, false, fmt.Errorf("fetch %s %s: %w", kind, desc.Digest, err)
@@ -262,6 +265,17 @@ func (j *job) readSmall(ctx context.Context, desc ocispec.Descriptor, kind strin
 		return nil, false, fmt.Errorf("%s: %w", kind, err)
 	}
 	return b, false, nil
+}
+
+// adopt gives the namespace a reference to a document another namespace
+// stored (the bytes are on disk once, verified when they were written):
+// opening a writer with the full descriptor answers AlreadyExists then.
+func (j *job) adopt(ctx context.Context, desc ocispec.Descriptor, kind string) bool {
+	w, err := j.p.stores.Content.Writer(ctx, content.WithRef(kind+"-"+desc.Digest.String()), content.WithDescriptor(desc))
+	if err == nil {
+		w.Close()
+	}
+	return errdefs.IsAlreadyExists(err)
 }
 
 func verify(desc ocispec.Descriptor, b []byte) error {

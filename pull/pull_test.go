@@ -335,6 +335,27 @@ func TestPullAgain(t *testing.T) {
 	checkChain(t, e, e.ctx, moved.chain())
 }
 
+// TestPullOtherNamespaceFetchesNothing: a second namespace pulling an
+// image the first holds takes every blob (manifest, config, layers) from
+// the shared store; only the tag is resolved again.
+func TestPullOtherNamespaceFetchesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	im := e.reg.addImage(t, nil, threeLayers(t)...)
+	e.reg.tag("example.com/shared:1", im.manifest)
+	e.pull("example.com/shared:1")
+	e.reg.resetCounts()
+	other := nsCtx("other")
+	if _, err := e.puller.Pull(other, e.reg, "example.com/shared:1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.reg.totalFetches(); n != 0 {
+		t.Errorf("the second namespace fetched %d blobs, want 0", n)
+	}
+	checkChain(t, e, other, im.chain())
+	e.checkClean(other)
+}
+
 // TestPullImageName checks WithImageName and a bare manifest as root.
 func TestPullImageName(t *testing.T) {
 	t.Parallel()
