@@ -43,6 +43,8 @@ var leaves = []string{
 	"remotes", "remotes/auth", "remotes/registry", "pull", "push", "containers",
 	"runtime/shim", "runtime/shim/bootstrap", "runtime/shim/reaper",
 	"runtime/shim/stdio", "runtime/shim/publisher", "runtime/manager",
+	// Added with berth run: the OCI runtime spec.
+	"oci",
 }
 
 var rules = []rule{
