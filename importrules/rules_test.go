@@ -45,6 +45,8 @@ var leaves = []string{
 	"runtime/shim/stdio", "runtime/shim/publisher", "runtime/manager",
 	// Added with berth run: the OCI runtime spec.
 	"oci",
+	// berth run's CNI networks; the runtime handler table.
+	"network", "runtime/handler",
 }
 
 var rules = []rule{

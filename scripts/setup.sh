@@ -32,11 +32,26 @@ apt_install() {
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# CRICTL_VERSION is the crictl of the CRI tests (cri-tools' version).
+CRICTL_VERSION=v1.37.0
+
+# need_crictl installs crictl into /usr/local/bin, where the CRI tests look
+# for it, unless the one there is CRICTL_VERSION. Built from the Go module
+# proxy: there is no Debian package of that version.
+need_crictl() {
+	if go version -m /usr/local/bin/crictl 2>/dev/null | grep -q "sigs.k8s.io/cri-tools[[:space:]]*$CRICTL_VERSION[[:space:]]"; then
+		return 0
+	fi
+	echo "setup: installing crictl $CRICTL_VERSION"
+	GOBIN=/usr/local/bin GOFLAGS=-buildvcs=false go install "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+}
+
 case "${1:-test}" in
 demo)
 	need_go
-	# containerd for its ctr (the demo runs a container with it), runc.
-	apt_install ca-certificates git make curl docker-registry skopeo busybox-static containerd runc
+	# containerd for its ctr, runc; CNI plugins and iptables for berth run's
+	# bridge network.
+	apt_install ca-certificates git make curl docker-registry skopeo busybox-static containerd runc containernetworking-plugins iptables
 	;;
 test)
 	need_go
@@ -44,8 +59,12 @@ test)
 	# and its daemon the baseline of bench/.
 	# docker-registry: the real registry of pull/push tests (127.0.0.1);
 	# skopeo: pushes test layouts and checks what berth pushes;
-	# busybox-static: the offline test and demo images are built from it.
-	apt_install ca-certificates git make containerd runc docker-registry skopeo busybox-static
+	# busybox-static: the offline test and demo images are built from it;
+	# containernetworking-plugins + iptables: berth run's networks and CRI
+	# pods; runsc (gVisor) and crun: the runtime handlers.
+	apt_install ca-certificates git make containerd runc docker-registry skopeo busybox-static containernetworking-plugins iptables runsc crun
+	# crictl: the kubelet's view of berthd's CRI (integration/cri_test.go).
+	need_crictl
 	;;
 *)
 	echo "usage: $0 demo|test" >&2
