@@ -69,11 +69,16 @@ func (g *generation) finish(s *specs.Spec) error {
 	return applySeccomp(s, g.seccomp)
 }
 
+// SpecVersion is the ociVersion berth writes: 1.0.2-dev, as containerd
+// 1.6 and runc 1.1 do, because crun 1.8 refuses any version but 1.0.x
+// ("unknown version specified") and the fields berth sets are all in 1.0.
+const SpecVersion = "1.0.2-dev"
+
 // defaultSpec is the spec before any option: everything but seccomp,
 // which GenerateSpec adds last.
 func defaultSpec(ns, id string) *specs.Spec {
 	return &specs.Spec{
-		Version: specs.Version,
+		Version: SpecVersion,
 		Root:    &specs.Root{Path: defaultRootfs},
 		Process: &specs.Process{
 			Env:  []string{"PATH=" + DefaultPath},

@@ -67,7 +67,7 @@ func TestDefaultSpec(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"version", s.Version, specs.Version},
+		{"version", s.Version, "1.0.2-dev"},
 		{"root", *s.Root, specs.Root{Path: "rootfs"}},
 		{"args", s.Process.Args, []string(nil)},
 		{"env", s.Process.Env, []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},

@@ -39,6 +39,9 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
+		if code, ok := exitCodeOf(err); ok {
+			return code // a container's exit status, as run's own
+		}
 		if !errors.Is(err, errReported) {
 			a.printError(err)
 		}
@@ -95,6 +98,7 @@ func newRootCommand(a *app, getenv func(string) string) *cobra.Command {
 		newLoginCommand(a),
 		newLogoutCommand(a),
 	)
+	addContainerCommands(root, a, getenv)
 	return root
 }
 
