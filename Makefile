@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/berth-dev/berth/version.Revision=$(REVISION)
 RACE_PKGS := ./content/... ./events/... ./metadata/... ./gc/... ./filters/... ./daemon/... ./services/... \
 	./pull/... ./remotes/... ./snapshots/... ./archive/... ./mount/... ./runtime/... ./cmd/berth-shim-runc-v2/
 
-.PHONY: build demo demo-stop test deps-test lint unit integration bench-footprint bench-pull clean
+.PHONY: build demo demo-stop test deps-test lint unit integration bench-footprint bench-pull bench-run clean
 
 # No cgo and no grpc tracing: 4 MiB less resident memory (bench/footprint).
 # (The race detector needs cgo, so only the build turns it off.)
@@ -48,6 +48,9 @@ bench-footprint: build
 
 bench-pull:
 	bench/pull/run.sh
+
+bench-run:
+	bench/run/run.sh
 
 clean:
 	rm -rf bin/

@@ -12,24 +12,6 @@ import (
 	"github.com/pelletier/go-toml/v2"
 )
 
-func TestParseKV(t *testing.T) {
-	in := "Name:\tberthd\nVmHWM:\t   15000 kB\nVmRSS:\t   14180 kB\nThreads:\t7\n" +
-		"00400000-7ffd00b32000 ---p 00000000 00:00 0      [rollup]\nPss:   12976 kB\nPrivate_Dirty:  2048 kB\n"
-	got, err := parseKV(strings.NewReader(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]int64{"VmHWM": 15000, "VmRSS": 14180, "Threads": 7, "Pss": 12976, "Private_Dirty": 2048}
-	if len(got) != len(want) {
-		t.Errorf("got %v, want %v", got, want)
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s = %d, want %d", k, got[k], v)
-		}
-	}
-}
-
 func TestComparableDisabled(t *testing.T) {
 	containerd := []string{
 		"io.containerd.content.v1.content", "io.containerd.snapshotter.v1.native", "io.containerd.snapshotter.v1.overlayfs",
@@ -57,21 +39,23 @@ func TestComparableDisabled(t *testing.T) {
 	}
 }
 
-func TestConfigIsTOML(t *testing.T) {
+func TestDaemonConfig(t *testing.T) {
 	tg := targets("berthd", "containerd")[2]
 	tg.Disabled = []string{"io.containerd.grpc.v1.cri"}
 	var cfg struct {
-		Version  int      `toml:"version"`
 		Disabled []string `toml:"disabled_plugins"`
-		GRPC     struct{ Address string }
 		Plugins  map[string]map[string]any
 	}
-	if err := toml.Unmarshal([]byte(tg.config("/tmp/x")), &cfg); err != nil {
-		t.Fatalf("%v in:\n%s", err, tg.config("/tmp/x"))
+	c := tg.daemon("/tmp/x")
+	if err := toml.Unmarshal([]byte(c.TOML()), &cfg); err != nil {
+		t.Fatalf("%v in:\n%s", err, c.TOML())
 	}
-	if cfg.Version != 2 || cfg.GRPC.Address != "/tmp/x/d.sock" || !slices.Equal(cfg.Disabled, tg.Disabled) ||
+	if c.Socket() != "/tmp/x/d.sock" || !slices.Equal(cfg.Disabled, tg.Disabled) ||
 		cfg.Plugins["io.containerd.internal.v1.opt"]["path"] != "/tmp/x/opt" {
 		t.Errorf("decoded %+v", cfg)
+	}
+	if b := targets("berthd", "containerd")[0].daemon("/tmp/x").TOML(); strings.Contains(b, "opt") {
+		t.Errorf("berthd's config has containerd's opt plugin:\n%s", b)
 	}
 }
 
@@ -105,8 +89,18 @@ func TestMeasure(t *testing.T) {
 			t.Errorf("%s: incomplete result %+v", ts[i].Name, r[0])
 		}
 	}
-	if len(ts) == 3 && !slices.Contains(ts[2].Disabled, "io.containerd.grpc.v1.cri") {
-		t.Errorf("comparable containerd keeps CRI: disabled %v", ts[2].Disabled)
+	// The comparable containerd runs without what berthd lacks, and only
+	// that: CRI is disabled exactly when berthd does not serve it.
+	if len(ts) == 3 {
+		berthdCRI := slices.Contains(results[0][0].Loaded, "io.containerd.grpc.v1.cri")
+		if len(ts[2].Disabled) == 0 || slices.Contains(ts[2].Disabled, "io.containerd.grpc.v1.cri") == berthdCRI {
+			t.Errorf("comparable containerd, berthd serving CRI %v: disabled %v", berthdCRI, ts[2].Disabled)
+		}
+		for _, p := range ts[2].Disabled {
+			if slices.Contains(results[0][0].Loaded, p) {
+				t.Errorf("comparable containerd disables %s, which berthd loads", p)
+			}
+		}
 	}
 }
 

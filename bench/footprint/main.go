@@ -24,6 +24,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/berth-dev/berth/bench/internal/daemon"
+	"github.com/berth-dev/berth/bench/internal/proc"
 )
 
 // goalMiB is berthd's idle VmRSS goal.
@@ -93,7 +96,7 @@ func run() error {
 	return nil
 }
 
-// prepare checks each binary, flushes its page cache (see syncFile) and
+// prepare checks each binary, flushes its page cache (see proc.FlushFile) and
 // returns its --version line.
 func prepare(ts []target) (map[string]string, error) {
 	versions := make(map[string]string)
@@ -101,7 +104,7 @@ func prepare(ts []target) (map[string]string, error) {
 		if _, ok := versions[t.Binary]; ok {
 			continue
 		}
-		if err := syncFile(t.Binary); err != nil {
+		if err := proc.FlushFile(t.Binary); err != nil {
 			return nil, fmt.Errorf("%s binary: %w", t.Name, err)
 		}
 		out, err := exec.Command(t.Binary, "--version").Output()
@@ -140,9 +143,9 @@ type result struct {
 	Loaded   []string      `json:"plugins_loaded"`
 	Failed   []string      `json:"plugins_failed,omitempty"`
 	Ready    time.Duration `json:"ready_ns"`
-	Idle     memSample     `json:"idle_after_start"`
+	Idle     proc.Mem      `json:"idle_after_start"`
 	OpsWall  time.Duration `json:"ops_wall_ns"`
-	AfterOps memSample     `json:"idle_after_ops"`
+	AfterOps proc.Mem      `json:"idle_after_ops"`
 	MetaDB   int64         `json:"meta_db_bytes"`
 }
 
@@ -150,39 +153,33 @@ type result struct {
 // operations, takes the second reading and stops the daemon. No client is
 // connected during either reading.
 func measure(ctx context.Context, t target, dir string, o options) (res result, err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return res, err
-	}
-	if s := filepath.Join(dir, "d.sock"); len(s) > 107 {
-		return res, fmt.Errorf("socket path %s is longer than a unix socket allows: set TMPDIR shorter", s)
-	}
-	p, err := start(t, dir)
+	p, err := daemon.Start(t.daemon(dir))
 	if err != nil {
 		return res, err
 	}
 	defer func() {
-		if serr := p.stop(stopGrace); serr != nil && err == nil {
+		if serr := p.Stop(stopGrace); serr != nil && err == nil {
 			err = fmt.Errorf("stop: %w", serr)
 		}
 	}()
 	rctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	if res.Ready, err = p.waitSocket(rctx); err != nil {
+	if res.Ready, err = p.Ready(rctx); err != nil {
 		return res, err
 	}
-	if res.Loaded, res.Failed, err = introspect(rctx, p.socket); err != nil {
+	if res.Loaded, res.Failed, err = introspect(rctx, p.Socket); err != nil {
 		return res, err
 	}
 	if res.Idle, err = settleAndRead(ctx, p, o.settle); err != nil {
 		return res, err
 	}
-	if res.OpsWall, err = timeOps(ctx, p.socket, o.ops); err != nil {
+	if res.OpsWall, err = timeOps(ctx, p.Socket, o.ops); err != nil {
 		return res, err
 	}
 	if res.AfterOps, err = settleAndRead(ctx, p, o.settle); err != nil {
 		return res, err
 	}
-	res.MetaDB = p.metaDBSize()
+	res.MetaDB = metaDBSize(dir)
 	return res, nil
 }
 
@@ -221,15 +218,15 @@ func timeOps(ctx context.Context, socket string, n int) (time.Duration, error) {
 	return time.Since(t0), nil
 }
 
-func settleAndRead(ctx context.Context, p *process, settle time.Duration) (memSample, error) {
+func settleAndRead(ctx context.Context, p *daemon.Daemon, settle time.Duration) (proc.Mem, error) {
 	select {
 	case <-ctx.Done():
-		return memSample{}, ctx.Err()
-	case <-p.exited:
-		return memSample{}, fmt.Errorf("daemon exited (%v); see %s", p.waitErr, p.log.Name())
+		return proc.Mem{}, ctx.Err()
+	case <-p.Exited():
+		return proc.Mem{}, p.Err()
 	case <-time.After(settle):
 	}
-	return readMem(p.pid())
+	return proc.ReadMem(p.PID())
 }
 
 // writeJSON writes the report to path.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/berth-dev/berth/bench/internal/proc"
 )
 
 // row is one metric of the table; a row without value is a section title.
@@ -20,17 +22,17 @@ type row struct {
 func mib(kib int64) float64 { return float64(kib) / 1024 }
 
 // memRows are the memory metrics of one reading.
-func memRows(prefix string, get func(result) memSample) []row {
-	m := func(key, label string, f func(memSample) int64) row {
+func memRows(prefix string, get func(result) proc.Mem) []row {
+	m := func(key, label string, f func(proc.Mem) int64) row {
 		return row{prefix + "_" + key + "_mib", "  " + label + " (MiB)", "%.1f",
 			func(r result) float64 { return mib(f(get(r))) }}
 	}
 	return []row{
-		m("vm_rss", "VmRSS", func(s memSample) int64 { return s.VmRSS }),
-		m("rss_anon", "RssAnon", func(s memSample) int64 { return s.RssAnon }),
-		m("rss_file", "RssFile", func(s memSample) int64 { return s.RssFile }),
-		m("pss", "Pss", func(s memSample) int64 { return s.Pss }),
-		m("private_dirty", "Private_Dirty", func(s memSample) int64 { return s.PrivateDirty }),
+		m("vm_rss", "VmRSS", func(s proc.Mem) int64 { return s.VmRSS }),
+		m("rss_anon", "RssAnon", func(s proc.Mem) int64 { return s.RssAnon }),
+		m("rss_file", "RssFile", func(s proc.Mem) int64 { return s.RssFile }),
+		m("pss", "Pss", func(s proc.Mem) int64 { return s.Pss }),
+		m("private_dirty", "Private_Dirty", func(s proc.Mem) int64 { return s.PrivateDirty }),
 		{prefix + "_threads", "  threads", "%.0f", func(r result) float64 { return float64(get(r).Threads) }},
 	}
 }
@@ -42,13 +44,13 @@ func rows(n int) []row {
 		{"ready_ms", "start-up to socket ready (ms)", "%.1f", func(r result) float64 { return ms(r.Ready) }},
 		{label: "idle after start-up"},
 	}
-	rs = append(rs, memRows("idle", func(r result) memSample { return r.Idle })...)
+	rs = append(rs, memRows("idle", func(r result) proc.Mem { return r.Idle })...)
 	rs = append(rs,
 		row{"ops_wall_ms", fmt.Sprintf("%d ops wall time (ms)", n), "%.0f", func(r result) float64 { return ms(r.OpsWall) }},
 		row{"op_us", "  per op (µs)", "%.0f", func(r result) float64 { return perOp(r.OpsWall, n) }},
 		row{label: fmt.Sprintf("idle after %d ops", n)},
 	)
-	rs = append(rs, memRows("after_ops", func(r result) memSample { return r.AfterOps })...)
+	rs = append(rs, memRows("after_ops", func(r result) proc.Mem { return r.AfterOps })...)
 	return append(rs,
 		row{"peak_mib", "peak VmRSS, VmHWM (MiB)", "%.1f", func(r result) float64 { return mib(r.AfterOps.VmHWM) }},
 		row{"meta_db_kib", "meta.db size (KiB)", "%.0f", func(r result) float64 { return float64(r.MetaDB) / 1024 }},

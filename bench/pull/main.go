@@ -24,6 +24,9 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/berth-dev/berth/bench/internal/daemon"
+	"github.com/berth-dev/berth/bench/internal/workdir"
 )
 
 type options struct {
@@ -109,7 +112,7 @@ func run() error {
 			modes = append(modes, m)
 		}
 	}
-	if err := claimWorkdir(o.workdir); err != nil {
+	if err := workdir.Claim(o.workdir); err != nil {
 		return err
 	}
 	e := &env{o: o, runDir: filepath.Join(o.workdir, "runs"), hosts: filepath.Join(o.workdir, "hosts"), layouts: map[string]string{}}
@@ -153,24 +156,6 @@ func selectImages(o options) ([]*image, error) {
 	return imgs, nil
 }
 
-// marker marks a directory as a bench workdir, whose subdirectories the
-// bench may delete.
-const marker = ".berth-bench"
-
-// claimWorkdir creates dir with the marker, or checks that an existing
-// non-empty dir has it.
-func claimWorkdir(dir string) error {
-	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
-		if _, err := os.Stat(filepath.Join(dir, marker)); err != nil {
-			return fmt.Errorf("workdir %s is not empty and not a bench workdir (no %s): pick another -workdir", dir, marker)
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, marker), nil, 0o644)
-}
-
 // cleanup removes what the bench wrote to the workdir, except the root of
 // a daemon whose pull failed (its daemon.log says why).
 func (e *env) cleanup() {
@@ -179,7 +164,7 @@ func (e *env) cleanup() {
 		dirs = append(dirs, "runs")
 	}
 	for _, d := range dirs {
-		if err := removeTree(filepath.Join(e.o.workdir, d)); err != nil {
+		if err := daemon.RemoveTree(filepath.Join(e.o.workdir, d)); err != nil {
 			fmt.Fprintf(os.Stderr, "bench/pull: clean up: %v\n", err)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/berth-dev/berth/bench/internal/daemon"
 )
 
 // mode is one way of pulling: a daemon and the client that asks it.
@@ -77,7 +79,7 @@ func (e *env) coldStart(img *image, extra ...string) error {
 // measurePull pulls img once with m on a fresh daemon root.
 func (e *env) measurePull(ctx context.Context, m mode, img *image, run int) (res pullResult, err error) {
 	dir := filepath.Join(e.runDir, fmt.Sprintf("%s-%s-%d", m.Name, img.Key, run))
-	if err := removeTree(dir); err != nil {
+	if err := daemon.RemoveTree(dir); err != nil {
 		return res, err
 	}
 	if err := e.coldStart(img); err != nil {
@@ -92,16 +94,16 @@ func (e *env) measurePull(ctx context.Context, m mode, img *image, run int) (res
 		return res, err
 	}
 	defer func() {
-		if serr := d.stop(); serr != nil && err == nil {
+		if serr := d.Stop(stopGrace); serr != nil && err == nil {
 			err = serr
 		}
 		// A root holds the whole image twice: keep only a failed one, for
 		// its daemon.log.
 		if err == nil {
-			err = removeTree(dir)
+			err = daemon.RemoveTree(dir)
 		}
 	}()
-	before, err := readProc(d.pid())
+	before, err := readProc(d.PID())
 	if err != nil {
 		return res, err
 	}
@@ -114,7 +116,7 @@ func (e *env) measurePull(ctx context.Context, m mode, img *image, run int) (res
 	if total1 > total0 {
 		res.MachineBusy = float64(busy1-busy0) / float64(total1-total0)
 	}
-	after, err := readProc(d.pid())
+	after, err := readProc(d.PID())
 	if err != nil {
 		return res, err
 	}
@@ -129,13 +131,13 @@ func (e *env) measurePull(ctx context.Context, m mode, img *image, run int) (res
 }
 
 // runClient runs the pull command and times it from exec to exit.
-func (e *env) runClient(ctx context.Context, m mode, d *daemon, img *image, res *pullResult) error {
+func (e *env) runClient(ctx context.Context, m mode, d *daemon.Daemon, img *image, res *pullResult) error {
 	ref := e.reg.ref(img)
 	var cmd *exec.Cmd
 	if m.Client == "ctr" {
-		cmd = exec.CommandContext(ctx, e.o.ctr, "-a", d.socket, "-n", "default", "images", "pull", "--plain-http", ref)
+		cmd = exec.CommandContext(ctx, e.o.ctr, "-a", d.Socket, "-n", "default", "images", "pull", "--plain-http", ref)
 	} else {
-		cmd = exec.CommandContext(ctx, e.o.berth, "--address", d.socket, "-n", "default", "pull", "--hosts-dir", e.hosts, ref)
+		cmd = exec.CommandContext(ctx, e.o.berth, "--address", d.Socket, "-n", "default", "pull", "--hosts-dir", e.hosts, ref)
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -204,10 +206,10 @@ func layerPhases(lines []timedLine) (downloaded, unpacked time.Duration, events 
 }
 
 // countSnapshots counts the committed overlayfs snapshots the daemon has.
-func (e *env) countSnapshots(ctx context.Context, d *daemon) (int, error) {
-	out, err := exec.CommandContext(ctx, e.o.ctr, "-a", d.socket, "-n", "default", "snapshots", "--snapshotter", "overlayfs", "ls").Output()
+func (e *env) countSnapshots(ctx context.Context, d *daemon.Daemon) (int, error) {
+	out, err := exec.CommandContext(ctx, e.o.ctr, "-a", d.Socket, "-n", "default", "snapshots", "--snapshotter", "overlayfs", "ls").Output()
 	if err != nil {
-		return 0, fmt.Errorf("ctr snapshots ls on %s: %w", d.kind, err)
+		return 0, fmt.Errorf("ctr snapshots ls on %s: %w", d.Name, err)
 	}
 	n := 0
 	for _, l := range strings.Split(string(out), "\n") {
@@ -269,7 +271,7 @@ func (e *env) measureFloor(ctx context.Context, img *image, run int) (time.Durat
 func (e *env) timeLayers(ctx context.Context, img *image, what string, run, par int, warmFiles []string,
 	fn func(ctx context.Context, i int, dir string) error) (time.Duration, error) {
 	dir := filepath.Join(e.runDir, fmt.Sprintf("%s-%s-%d", what, img.Key, run))
-	if err := removeTree(dir); err != nil {
+	if err := daemon.RemoveTree(dir); err != nil {
 		return 0, err
 	}
 	for i := range img.Layers {

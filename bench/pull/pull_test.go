@@ -130,7 +130,7 @@ func TestMedian(t *testing.T) {
 }
 
 func TestDaemonConfig(t *testing.T) {
-	c := daemonConfig("containerd", "/d", []string{"io.containerd.grpc.v1.cri"}, "ignored")
+	c := daemonConfig("containerd", "/bin/containerd", "/d", []string{"io.containerd.grpc.v1.cri"}, "ignored").TOML()
 	for _, want := range []string{`address = "/d/d.sock"`, `path = "/d/opt"`, `"io.containerd.grpc.v1.cri",`} {
 		if !strings.Contains(c, want) {
 			t.Errorf("containerd config lacks %q:\n%s", want, c)
@@ -139,14 +139,8 @@ func TestDaemonConfig(t *testing.T) {
 	if strings.Contains(c, "ignored") {
 		t.Errorf("containerd config has berthd's extra:\n%s", c)
 	}
-	b := daemonConfig("berthd", "/d", []string{"x"}, `[a]\n  b = 1`)
+	b := daemonConfig("berthd", "/bin/berthd", "/d", []string{"x"}, `[a]\n  b = 1`).TOML()
 	if !strings.Contains(b, "[a]\n  b = 1\n") || strings.Contains(b, "disabled_plugins") || strings.Contains(b, "opt") {
 		t.Errorf("berthd config:\n%s", b)
-	}
-}
-
-func TestUnescapeMount(t *testing.T) {
-	if got := unescapeMount(`/a\040b/c`); got != "/a b/c" {
-		t.Errorf("got %q", got)
 	}
 }
