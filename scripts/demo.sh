@@ -19,6 +19,9 @@ stop() {
 		kill -TERM "$(cat "$REGPIDFILE")"
 	fi
 	if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+		# Containers first: their shims would outlive berthd.
+		ids=$(bin/berth --data-root "$DEMO/cli" ps -a -q 2>/dev/null || true)
+		[ -z "$ids" ] || bin/berth --data-root "$DEMO/cli" rm -f $ids >/dev/null || true
 		kill -TERM "$(cat "$PIDFILE")"
 		for _ in $(seq 50); do kill -0 "$(cat "$PIDFILE")" 2>/dev/null || break; sleep 0.1; done
 		echo "berthd (pid $(cat "$PIDFILE")) stopped"
@@ -84,8 +87,18 @@ step bin/berth pull "$REGISTRY/berth-demo:latest"
 step bin/berth images ls
 step bin/berth images inspect "$REGISTRY/berth-demo:latest"
 step bin/berth snapshots tree
-# A container from it, run by berthd through berth-shim-runc-v2 and runc.
-step ctr -a "$SOCK" run --rm "$REGISTRY/berth-demo:latest" demo1 /bin/sh -c 'echo "hello from a berth container on $(uname -sr)"; id'
+# Containers from it, run by berthd through berth-shim-runc-v2 and runc:
+# one in the foreground, then a web server on the default bridge network
+# with a published port, its logs kept by the shim.
+B=(bin/berth --data-root "$DEMO/cli")
+step "${B[@]}" run --rm --name demo1 "$REGISTRY/berth-demo:latest" /bin/sh -c 'echo "hello from a berth container on $(uname -sr)"; id; ip -4 -o addr show eth0'
+mkdir -p "$DEMO/www" && echo "hello over HTTP from a berth container" >"$DEMO/www/index.html"
+step "${B[@]}" run -d --name web -p 127.0.0.1:8089:80 -v "$DEMO/www:/www:ro" "$REGISTRY/berth-demo:latest" httpd -f -v -p 80 -h /www
+step "${B[@]}" ps
+for _ in $(seq 50); do curl -sf http://127.0.0.1:8089/ >/dev/null 2>&1 && break; sleep 0.1; done
+step curl -sf http://127.0.0.1:8089/
+step "${B[@]}" logs web
+step "${B[@]}" rm -f web
 sleep 0.3
 kill "$EVENTS" 2>/dev/null || true
 wait "$EVENTS" 2>/dev/null || true
@@ -95,5 +108,6 @@ cat <<MSG
 
 berthd keeps running for you to try (also with Debian's ctr: ctr -a $SOCK ...):
   export BERTH_ADDRESS=$SOCK; bin/berth info
+  bin/berth --data-root $DEMO/cli run --rm -it $REGISTRY/berth-demo:latest
 Stop it with: make demo-stop
 MSG

@@ -24,7 +24,7 @@ import (
 )
 
 // applets become /bin/NAME -> busybox.
-var applets = []string{"sh", "ls", "cat", "echo", "sleep", "uname", "ps", "id", "hostname", "mount", "df", "env", "true", "false", "top", "wget", "vi", "grep", "head", "tail"}
+var applets = []string{"sh", "ls", "cat", "echo", "sleep", "uname", "ps", "id", "hostname", "mount", "df", "env", "true", "false", "top", "wget", "vi", "grep", "head", "tail", "httpd", "ip"}
 
 func main() {
 	busybox := flag.String("busybox", "/bin/busybox", "statically linked busybox to put in the image")
