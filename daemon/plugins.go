@@ -123,7 +123,8 @@ func (d *Daemon) registrations() []*plugin.Registration {
 		}),
 	}
 	regs = append(regs, d.taskPlugins()...)
-	return append(regs, d.transferPlugins()...)
+	regs = append(regs, d.transferPlugins()...)
+	return append(regs, d.criPlugins()...)
 }
 
 func grpcPlugin(id string, requires []plugin.Type, fn func(*plugin.InitContext) (any, error)) *plugin.Registration {
