@@ -1,7 +1,9 @@
 // Command berth-shim-runc-v2 is berth's shim: one process per task (or per
 // pod, grouped by annotation) that serves the shim v2 task API over ttrpc
-// and drives an OCI runtime binary (runc by default; crun or runsc through
-// the BinaryName runtime option).
+// and drives an OCI runtime binary: runc by default; crun through runc's
+// BinaryName option; gVisor's runsc when the options are gVisor's
+// (io.containerd.runsc.v1.options, with its runsc.toml), so that the same
+// binary serves io.containerd.runsc.v1 handlers.
 //
 // The daemon runs it three ways, always in the task's bundle directory:
 //

@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/berth-dev/berth/runtime/shim/bootstrap"
+	"github.com/berth-dev/berth/runtime/shim/runtimeopts"
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
-	"github.com/containerd/containerd/api/types/runc/options"
-	"google.golang.org/protobuf/proto"
 )
 
 // groupAnnotations put several tasks in one shim: the first present names
@@ -42,14 +40,17 @@ func group(bundle, id string) string {
 }
 
 // joinShimCgroup moves the server into the runtime options' ShimCgroup, if
-// any (cgroup v1 hosts; on cgroup v2 the option is not supported yet).
+// any: runc's option, or shim_cgroup in gVisor's options file (cgroup v1
+// hosts; on cgroup v2 the option is not supported yet).
 func joinShimCgroup(p *bootstrap.Params, pid int) error {
-	var opts options.Options
+	var opts runtimeopts.Config
 	for _, a := range p.Options {
-		if strings.HasSuffix(a.GetTypeUrl(), "containerd.runc.v1.Options") {
-			if err := proto.Unmarshal(a.GetValue(), &opts); err != nil {
-				return fmt.Errorf("runtime options: %w", err)
-			}
+		cfg, err := runtimeopts.Decode(a)
+		if err != nil {
+			return fmt.Errorf("runtime options: %w", err)
+		}
+		if cfg.ShimCgroup != "" {
+			opts = *cfg
 		}
 	}
 	if opts.ShimCgroup == "" {

@@ -1,25 +1,24 @@
 package shim
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/berth-dev/berth/mount"
+	"github.com/berth-dev/berth/runtime/shim/oom"
+	"github.com/berth-dev/berth/runtime/shim/runtimeopts"
 	"github.com/containerd/containerd/api/types"
-	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // Files the shim keeps in a task's bundle.
@@ -46,6 +45,9 @@ type container struct {
 	noPivot      bool
 	noNewKeyring bool
 	init         *process
+	// oom watches the init's cgroup from Create to Delete; nil if it
+	// cannot be watched.
+	oom *oom.Watcher
 
 	mu sync.Mutex
 	// execs by exec id; runningExecs counts those started and not yet
@@ -83,23 +85,10 @@ func (c *container) execIDs() map[int]string {
 	return ids
 }
 
-// readOptions decodes the runc options of a Create request (type
-// containerd.runc.v1.Options); other option types are ignored.
-func readOptions(a *anypb.Any) (*options.Options, error) {
-	opts := &options.Options{}
-	if a == nil || !strings.HasSuffix(a.GetTypeUrl(), "containerd.runc.v1.Options") {
-		return opts, nil
-	}
-	if err := proto.Unmarshal(a.GetValue(), opts); err != nil {
-		return nil, fmt.Errorf("runtime options %s: %w: %w", a.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
-	}
-	return opts, nil
-}
-
-// writeOptions keeps opts in the bundle, for `delete` to find the runc
-// binary and root of a shim that died.
-func writeOptions(bundle string, opts *options.Options) error {
-	data, err := json.Marshal(opts)
+// writeOptions keeps the runtime config in the bundle, for `delete` to find
+// the runtime binary, root and flags of a shim that died.
+func writeOptions(bundle string, cfg *runtimeopts.Config) error {
+	data, err := json.Marshal(cfg)
 	if err != nil {
 		return fmt.Errorf("encode runtime options: %w", err)
 	}
@@ -110,65 +99,96 @@ func writeOptions(bundle string, opts *options.Options) error {
 }
 
 // loadOptions reads what writeOptions wrote; no file means no options.
-func loadOptions(bundle string) (*options.Options, error) {
-	opts := &options.Options{}
+func loadOptions(bundle string) (*runtimeopts.Config, error) {
+	cfg := &runtimeopts.Config{}
 	data, err := os.ReadFile(filepath.Join(bundle, optionsFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return opts, nil
+		return cfg, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read runtime options: %w", err)
 	}
-	if err := json.Unmarshal(data, opts); err != nil {
+	if err := json.Unmarshal(data, cfg); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", filepath.Join(bundle, optionsFile), err)
 	}
-	return opts, nil
+	return cfg, nil
 }
 
-// newRunc returns the runc client for a bundle: the options' binary (runc,
-// crun, runsc...) and root, a state directory per namespace, and runc's
-// log in the bundle, where runcError reads failures from.
-func newRunc(runcRoot, ns, bundle string, opts *options.Options) *runc.Runc {
+// newRunc returns the runtime client for a bundle: the options' binary
+// (runc, crun, runsc...), root and global flags, a state directory per
+// namespace, and the runtime's log in the bundle, where runcError reads
+// failures from.
+func newRunc(runcRoot, ns, bundle string, cfg *runtimeopts.Config) *runc.Runc {
 	root := runcRoot
-	if opts.Root != "" {
-		root = opts.Root
+	if cfg.Root != "" {
+		root = cfg.Root
 	}
 	if root == "" {
 		root = DefaultRuncRoot
 	}
 	return &runc.Runc{
-		Command:       opts.BinaryName, // empty means "runc"
+		Command:       cfg.BinaryName, // empty means "runc"
 		Root:          filepath.Join(root, ns),
 		Log:           filepath.Join(bundle, runcLogFile),
 		LogFormat:     runc.JSON,
 		PdeathSignal:  unix.SIGKILL,
-		SystemdCgroup: opts.SystemdCgroup,
+		SystemdCgroup: cfg.SystemdCgroup,
+		ExtraArgs:     cfg.GlobalFlags,
 	}
 }
 
 // runcError adds runc's own explanation, the last error in its log, to an
 // error from go-runc, which only knows the exit status.
 func runcError(err error, r *runc.Runc, what string) error {
-	if msg := lastRuncError(r.Log); msg != "" {
+	// runsc prints its error on stderr too, which go-runc puts in err.
+	if msg := lastRuncError(r.Log); msg != "" && !strings.Contains(err.Error(), msg) {
 		return fmt.Errorf("%s: %s: %w", what, msg, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// lastRuncError returns the message of the last error in the runtime's JSON
+// log (its last 64 KiB, since every invocation appends to it).
 func lastRuncError(path string) string {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
+	defer f.Close()
+	const tail = 64 << 10
+	if fi, err := f.Stat(); err == nil && fi.Size() > tail {
+		_, _ = f.Seek(-tail, io.SeekEnd)
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return ""
+	}
+	return lastLogError(data)
+}
+
+// lastLogError reads a runtime log as a stream of JSON objects: runc and
+// crun write one a line, but runsc ends its error without a newline, so
+// that the next invocation's entries follow on the same line. Whatever is
+// not an object (a text line, a cut-off entry) is skipped.
+func lastLogError(data []byte) string {
 	var last string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
+	for {
+		i := bytes.IndexByte(data, '{')
+		if i < 0 {
+			return last
+		}
+		data = data[i:]
+		dec := json.NewDecoder(bytes.NewReader(data))
 		var entry struct{ Level, Msg string }
-		if json.Unmarshal(sc.Bytes(), &entry) == nil && entry.Level == "error" {
+		if err := dec.Decode(&entry); err != nil {
+			data = data[1:]
+			continue
+		}
+		if entry.Level == "error" || entry.Level == "fatal" {
 			last = entry.Msg
 		}
+		data = data[dec.InputOffset():]
 	}
-	return last
 }
 
 // mountRootfs mounts the request's rootfs mounts on bundle/rootfs. With no

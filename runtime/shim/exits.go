@@ -75,6 +75,9 @@ func (s *Service) finishExit(p *process) {
 	p.startMu.Unlock() //nolint:staticcheck // only waits for the start event
 	c := p.container
 	if p.id == "" {
+		if c.oom != nil {
+			c.oom.Check() // an OOM kill is news before the exit it caused
+		}
 		if c.sharedPidNS {
 			// Nothing else ends the container's other processes.
 			_ = c.runc.Kill(context.Background(), c.id, int(unix.SIGKILL), &runc.KillOpts{All: true})

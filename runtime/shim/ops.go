@@ -57,7 +57,13 @@ func (s *Service) Exec(ctx context.Context, req *taskapi.ExecProcessRequest) (*e
 	if err := decodeSpec(req.Spec, processTypeURL, &spec); err != nil {
 		return nil, fmt.Errorf("exec %q of task %q: process spec: %w", req.ExecID, req.ID, err)
 	}
-	cfg := stdio.Config{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal}
+	cfg := stdio.Config{
+		Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal,
+		ID: req.ExecID, Namespace: s.cfg.Namespace,
+	}
+	if err := stdio.Validate(cfg); err != nil {
+		return nil, fmt.Errorf("exec %q of task %q: %w", req.ExecID, req.ID, err)
+	}
 	p := newProcess(c, req.ExecID, cfg, &spec)
 	p.ioUID, p.ioGID = c.init.ioUID, c.init.ioGID
 	c.mu.Lock()

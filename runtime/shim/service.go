@@ -1,21 +1,26 @@
 // Package shim is the task service of berth-shim-runc-v2: the shim v2 task
 // API (containerd.task.v2.Task, and the identical v3) over an OCI runtime
-// binary (runc, or crun or runsc through the BinaryName runtime option),
-// for the tasks of one namespace.
+// binary, for the tasks of one namespace. The runtime is runc unless the
+// task's runtime options say otherwise (package runtimeopts): crun through
+// runc's BinaryName option, gVisor's runsc through gVisor's options
+// (io.containerd.runsc.v1), whatever runtime name the shim was started for.
 //
 // A task is created from a bundle the daemon prepared (config.json, an
 // empty or ready rootfs/) and the rootfs mounts of its Create request,
 // which the shim mounts on bundle/rootfs and unmounts at Delete. The
-// processes' stdio are the FIFOs (or file:// logs) the daemon names; the
-// shim copies between them and the process (package stdio).
+// processes' stdio are the FIFOs, file:// logs or binary:// logging
+// binaries the daemon names (package stdio).
 //
 // The shim is the subreaper of every process it starts (package reaper):
 // Exits of reaped processes come in on the channel given to New, are
 // matched to processes by pid, and each is published as /tasks/exit to the
-// daemon (package publisher) before Wait returns. Events follow the order
-// the shim v2 protocol requires: /tasks/create, /tasks/start,
-// /tasks/exec-added, /tasks/exec-started, the execs' /tasks/exit before
-// the init's, then /tasks/delete.
+// daemon (package publisher) before Wait returns. The memory cgroup of each
+// task's init is watched from Create to Delete (package oom) and each OOM
+// kill in it is published as /tasks/oom. Events follow the order the shim
+// v2 protocol requires: /tasks/create, /tasks/start, /tasks/exec-added,
+// /tasks/exec-started, the execs' /tasks/exit before the init's (and a
+// /tasks/oom for the kill that ended the init before its exit), then
+// /tasks/delete.
 //
 // Errors are errdefs classes; the ttrpc layer (RegisterTTRPC) maps them to
 // gRPC codes once, as the daemon expects.
@@ -29,6 +34,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/runtime/shim/oom"
+	"github.com/berth-dev/berth/runtime/shim/runtimeopts"
 	"github.com/berth-dev/berth/runtime/shim/stdio"
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
@@ -189,6 +196,7 @@ func (s *Service) Create(ctx context.Context, req *taskapi.CreateTaskRequest) (_
 		return nil, err
 	}
 	pid, _, _, _ := c.init.state()
+	c.oom = s.watchOOM(c, pid)
 	s.mu.Lock()
 	s.containers[c.id] = c
 	s.mu.Unlock()
@@ -208,7 +216,7 @@ func (s *Service) newContainer(req *taskapi.CreateTaskRequest) (*container, erro
 	if err != nil || req.Bundle == "" {
 		return nil, fmt.Errorf("create task %q: bundle %q: %w", req.ID, req.Bundle, errdefs.ErrInvalidArgument)
 	}
-	opts, err := readOptions(req.Options)
+	opts, err := runtimeopts.Decode(req.Options)
 	if err != nil {
 		return nil, fmt.Errorf("create task %q: %w", req.ID, err)
 	}
@@ -227,16 +235,36 @@ func (s *Service) newContainer(req *taskapi.CreateTaskRequest) (*container, erro
 		sharedPidNS: sharesPidNS(bundle),
 		execs:       map[string]*process{},
 	}
-	cfg := stdio.Config{Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal}
+	cfg := stdio.Config{
+		Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr, Terminal: req.Terminal,
+		ID: req.ID, Namespace: s.cfg.Namespace,
+	}
 	c.init = newProcess(c, "", cfg, nil)
-	c.init.ioUID, c.init.ioGID = int(opts.IoUid), int(opts.IoGid)
+	c.init.ioUID, c.init.ioGID = int(opts.IoUID), int(opts.IoGID)
 	c.noPivot, c.noNewKeyring = opts.NoPivotRoot, opts.NoNewKeyring
 	return c, nil
+}
+
+// watchOOM follows the memory cgroup of the task's init process, whose OOM
+// kills become /tasks/oom events. A task whose cgroup cannot be watched
+// (no memory controller, say) runs without them.
+func (s *Service) watchOOM(c *container, pid int) *oom.Watcher {
+	w, err := oom.Watch(pid, func() {
+		s.publish(TopicOOM, &eventstypes.TaskOOM{ContainerID: c.id})
+	})
+	if err != nil {
+		s.cfg.Errorf("task %q: no OOM events: %v", c.id, err)
+		return nil
+	}
+	return w
 }
 
 // abandon undoes a Create that failed after newContainer.
 func (s *Service) abandon(c *container) {
 	ctx := context.Background()
+	if c.oom != nil {
+		_ = c.oom.Close()
+	}
 	if pid, _, _, _ := c.init.state(); pid > 0 {
 		s.mu.Lock()
 		delete(s.byPid, pid)
@@ -409,6 +437,9 @@ func (s *Service) deleteInit(ctx context.Context, c *container) error {
 	}
 	if err := c.runc.Delete(context.WithoutCancel(ctx), c.id, &runc.DeleteOpts{Force: true}); err != nil && !runcGone(c) {
 		return runcError(err, c.runc, fmt.Sprintf("delete task %q", c.id))
+	}
+	if c.oom != nil {
+		_ = c.oom.Close()
 	}
 	p.finish()
 	p.closeStreams(0)

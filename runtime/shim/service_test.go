@@ -1,20 +1,23 @@
 package shim
 
 import (
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/runtime/shim/runtimeopts"
 	"github.com/berth-dev/berth/runtime/shim/stdio"
 	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	runc "github.com/containerd/go-runc"
-	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -127,32 +130,35 @@ func TestEarlyExit(t *testing.T) {
 	}
 }
 
-func TestReadOptions(t *testing.T) {
-	a, err := typeurl.MarshalAnyToProto(&options.Options{BinaryName: "crun", Root: "/r", IoUid: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, err := readOptions(a)
-	if err != nil || opts.BinaryName != "crun" || opts.Root != "/r" || opts.IoUid != 7 {
-		t.Errorf("readOptions = %v, %v", opts, err)
-	}
-	if opts, err := readOptions(&anypb.Any{TypeUrl: "runtimeoptions.v1.Options"}); err != nil || opts.BinaryName != "" {
-		t.Errorf("foreign options = %v, %v; want ignored", opts, err)
-	}
-	if _, err := readOptions(&anypb.Any{TypeUrl: "containerd.runc.v1.Options", Value: []byte{0xff}}); !errdefs.IsInvalidArgument(err) {
-		t.Errorf("bad options: %v, want InvalidArgument", err)
-	}
+// The runtime config kept in the bundle reads back, and so does what
+// older shims kept there (containerd.runc.v1.Options as JSON).
+func TestOptionsFile(t *testing.T) {
 	bundle := t.TempDir()
-	if err := writeOptions(bundle, opts); err != nil {
+	cfg := &runtimeopts.Config{BinaryName: "runsc", Root: "/r", IoUID: 7, GlobalFlags: []string{"--platform=ptrace"}}
+	if err := writeOptions(bundle, cfg); err != nil {
 		t.Fatal(err)
 	}
 	back, err := loadOptions(bundle)
-	if err != nil || !proto.Equal(back, opts) {
-		t.Errorf("loadOptions = %v, %v; want %v", back, err, opts)
+	if err != nil || !reflect.DeepEqual(back, cfg) {
+		t.Errorf("loadOptions = %+v, %v; want %+v", back, err, cfg)
 	}
 	r := newRunc("", "k8s.io", bundle, back)
-	if r.Command != "crun" || r.Root != "/r/k8s.io" || r.Log != filepath.Join(bundle, "log.json") {
+	if r.Command != "runsc" || r.Root != "/r/k8s.io" || r.Log != filepath.Join(bundle, "log.json") || !slices.Equal(r.ExtraArgs, cfg.GlobalFlags) {
 		t.Errorf("runc = %+v", r)
+	}
+	old, err := json.Marshal(&options.Options{BinaryName: "crun", Root: "/o", IoGid: 3, SystemdCgroup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, optionsFile), old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := &runtimeopts.Config{BinaryName: "crun", Root: "/o", IoGID: 3, SystemdCgroup: true}
+	if back, err := loadOptions(bundle); err != nil || !reflect.DeepEqual(back, want) {
+		t.Errorf("options.json of an older shim = %+v, %v; want %+v", back, err, want)
+	}
+	if back, err := loadOptions(t.TempDir()); err != nil || !reflect.DeepEqual(back, &runtimeopts.Config{}) {
+		t.Errorf("no options.json = %+v, %v; want the zero config", back, err)
 	}
 }
 
@@ -173,4 +179,44 @@ func TestDecodeSpecAndRuncLog(t *testing.T) {
 	if got := lastRuncError(log); got != `exec: "nope": not found` {
 		t.Errorf("lastRuncError = %q", got)
 	}
+}
+
+// runsc ends its error entry without a newline, so the next invocation's
+// entries follow on the same line; its text warnings may be mixed in.
+func TestLastLogErrorRunsc(t *testing.T) {
+	for _, tc := range []struct{ log, want string }{
+		{`{"msg":"unknown platform: bogus","level":"error","time":"2026-11-29T21:30:21Z"}`, "unknown platform: bogus"},
+		{`{"msg":"a","level":"error"}{"msg":"b","level":"info"}{"msg":"c","level":"error"}`, "c"},
+		{"W1129 21:30:21.908240 27968 util.go:64] FATAL ERROR: x {oops\n" + `{"msg":"d","level":"error"}` + "\n" + `{"msg":"cut off`, "d"},
+		{`{"level":"fatal","msg":"e"}`, "e"},
+		{"not json at all", ""},
+	} {
+		if got := lastLogError([]byte(tc.log)); got != tc.want {
+			t.Errorf("lastLogError(%q) = %q, want %q", tc.log, got, tc.want)
+		}
+	}
+}
+
+// The runtime's message is added to go-runc's error once: runsc prints it
+// on stderr too, which go-runc already put in the error.
+func TestRuncErrorOnce(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "log.json")
+	if err := os.WriteFile(log, []byte(`{"msg":"unknown platform: x","level":"error"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := &runc.Runc{Log: log}
+	if got := runcError(errors.New("exit status 1"), r, "create").Error(); got != "create: unknown platform: x: exit status 1" {
+		t.Errorf("runcError = %q", got)
+	}
+	if got := runcError(errors.New("exit status 128: unknown platform: x"), r, "create").Error(); got != "create: exit status 128: unknown platform: x" {
+		t.Errorf("runcError with the message on stderr = %q", got)
+	}
+}
+
+func FuzzLastLogError(f *testing.F) {
+	f.Add([]byte(`{"msg":"a","level":"error"}{"msg":"b"`))
+	f.Add([]byte("{{{\n{\"level\":\"error\"}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_ = lastLogError(data)
+	})
 }

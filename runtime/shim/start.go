@@ -22,6 +22,9 @@ type launchIO struct {
 }
 
 func newLaunchIO(p *process) (launchIO, error) {
+	if err := stdio.Validate(p.stdio); err != nil {
+		return launchIO{}, fmt.Errorf("%s: %w", p.name(), err)
+	}
 	if p.stdio.Terminal {
 		sock, err := runc.NewTempConsoleSocket()
 		if err != nil {

@@ -1,18 +1,23 @@
 // Package stdio connects the standard streams of a container process to
 // what the daemon handed the shim: FIFO paths (the usual case, created and
 // opened for reading by the daemon or its client before Create or Exec),
-// or file:// URIs for log files.
+// file:// URIs for log files (appended to, parent directories created; one
+// file when stdout and stderr name the same), or binary:// URIs for a
+// logging binary (see logger.go for its protocol).
 //
 // Without a terminal, runc gets pipes (NewPipes) and the shim copies between
 // them and the FIFOs (CopyPipes): the container never holds the FIFOs
 // themselves, so a client that goes away cannot make it block on open or
-// die of SIGPIPE. With a terminal, runc passes the pty master back over a
-// console socket and the shim copies between it and the FIFOs
-// (CopyConsole); stderr is then part of stdout.
+// die of SIGPIPE. A logging binary is the exception: it is the shim's own
+// child, started by NewPipes, and the process writes into its pipes
+// directly, so that logging costs the shim nothing. With a terminal, runc
+// passes the pty master back over a console socket and the shim copies
+// between it and the FIFOs (CopyConsole); stderr is then part of stdout.
 //
-// Lifecycle: NewPipes before runc create/exec; CopyPipes or CopyConsole
-// after it returns; CloseStdin when the client closes its input; Wait after
-// the process exited, to let its last output through; then Close.
+// Lifecycle: Validate the Config first; NewPipes before runc create/exec;
+// CopyPipes or CopyConsole after it returns; CloseStdin when the client
+// closes its input; Wait after the process exited, to let its last output
+// through (and the logging binary finish); then Close.
 package stdio
 
 import (
@@ -22,8 +27,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,6 +44,11 @@ type Config struct {
 	Stdout   string
 	Stderr   string
 	Terminal bool
+	// ID and Namespace name the process to a logging binary
+	// (CONTAINER_ID, CONTAINER_NAMESPACE): as with containerd's shim, the
+	// container id for an init process, the exec id for an exec.
+	ID        string
+	Namespace string
 }
 
 // Streams are the copy loops of one process.
@@ -49,74 +57,98 @@ type Streams struct {
 	stdinOnce sync.Once
 	console   console.Console
 	outputs   sync.WaitGroup
+	logger    *logger     // the logging binary, if any
 	closers   []io.Closer // closed by Close, in order
 }
 
 // NewPipes returns the pipes runc hands the process for each stream cfg
 // connects, owned by uid:gid so that a non-root process can reopen them
-// through /proc/self/fd.
+// through /proc/self/fd. Streams that go to a logging binary get the write
+// ends of its pipes instead; NewPipes starts it and waits until it is ready.
 //
 // A stream that is not connected gets /dev/null, never nothing: go-runc
 // would otherwise capture runc's output in a pipe that the container
 // inherits, and wait for it to close, which a running container never does.
 func NewPipes(uid, gid int, cfg Config) (runc.IO, error) {
+	if err := Validate(cfg); err != nil {
+		return nil, err
+	}
+	lg, err := startLogger(uid, gid, cfg)
+	if err != nil {
+		return nil, err
+	}
 	rio, err := runc.NewPipeIO(uid, gid, func(o *runc.IOOption) {
 		o.OpenStdin = cfg.Stdin != ""
-		o.OpenStdout = cfg.Stdout != ""
-		o.OpenStderr = cfg.Stderr != ""
+		o.OpenStdout = cfg.Stdout != "" && !isBinary(cfg.Stdout)
+		o.OpenStderr = cfg.Stderr != "" && !isBinary(cfg.Stderr)
 	})
 	if err != nil {
+		lg.stop()
 		return nil, fmt.Errorf("create stdio pipes: %w", err)
 	}
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
 		rio.Close()
+		lg.stop()
 		return nil, fmt.Errorf("open %s: %w", os.DevNull, err)
 	}
-	return &nullFilled{IO: rio, null: null}, nil
+	return &processIO{IO: rio, null: null, logger: lg}, nil
 }
 
-// nullFilled is a runc.IO whose unconnected streams are /dev/null.
-type nullFilled struct {
+// processIO is a runc.IO whose streams go to pipes the shim copies from,
+// to a logging binary, or to /dev/null.
+type processIO struct {
 	runc.IO
-	null *os.File
+	null   *os.File
+	logger *logger // nil without a binary:// stream
 }
 
-func (n *nullFilled) Set(cmd *exec.Cmd) {
-	n.IO.Set(cmd)
+func (p *processIO) Set(cmd *exec.Cmd) {
+	p.IO.Set(cmd)
+	out, errOut := p.logger.writers()
+	if out != nil {
+		cmd.Stdout = out
+	}
+	if errOut != nil {
+		cmd.Stderr = errOut
+	}
 	if cmd.Stdin == nil {
-		cmd.Stdin = n.null
+		cmd.Stdin = p.null
 	}
 	if cmd.Stdout == nil {
-		cmd.Stdout = n.null
+		cmd.Stdout = p.null
 	}
 	if cmd.Stderr == nil {
-		cmd.Stderr = n.null
+		cmd.Stderr = p.null
 	}
 }
 
-// CloseAfterStart closes the ends the process took with it.
-func (n *nullFilled) CloseAfterStart() error {
-	if c, ok := n.IO.(runc.StartCloser); ok {
+// CloseAfterStart closes the ends the process took with it, the logging
+// binary's included: then the binary reads EOF once the container's
+// processes are gone.
+func (p *processIO) CloseAfterStart() error {
+	p.logger.closeWriters()
+	if c, ok := p.IO.(runc.StartCloser); ok {
 		return c.CloseAfterStart()
 	}
 	return nil
 }
 
-func (n *nullFilled) Close() error {
-	return errors.Join(n.IO.Close(), n.null.Close())
+// Close closes the pipes and stops the logging binary.
+func (p *processIO) Close() error {
+	err := errors.Join(p.IO.Close(), p.null.Close())
+	p.logger.stop()
+	return err
 }
 
 // CopyPipes copies between the pipes of rio and the paths of cfg. It owns
 // rio from then on: Close closes it.
 func CopyPipes(rio runc.IO, cfg Config) (*Streams, error) {
 	s := &Streams{}
-	if err := s.copyOutput(cfg.Stdout, rio.Stdout()); err != nil {
-		s.Close()
-		rio.Close()
-		return nil, err
+	if p, ok := rio.(*processIO); ok {
+		s.logger = p.logger
 	}
-	if err := s.copyOutput(cfg.Stderr, rio.Stderr()); err != nil {
+	if err := s.copyOutputs(cfg, rio.Stdout(), rio.Stderr()); err != nil {
 		s.Close()
 		rio.Close()
 		return nil, err
@@ -134,7 +166,7 @@ func CopyPipes(rio runc.IO, cfg Config) (*Streams, error) {
 // (stdin and stdout). It owns con from then on: Close closes it.
 func CopyConsole(con console.Console, cfg Config) (*Streams, error) {
 	s := &Streams{console: con}
-	if err := s.copyOutput(cfg.Stdout, ptyReader{con}); err != nil {
+	if err := s.copyOutputs(Config{Stdout: cfg.Stdout}, ptyReader{con}, nil); err != nil {
 		s.Close()
 		con.Close()
 		return nil, err
@@ -148,21 +180,36 @@ func CopyConsole(con console.Console, cfg Config) (*Streams, error) {
 	return s, nil
 }
 
-// copyOutput starts copying src to target, if both are set.
-func (s *Streams) copyOutput(target string, src io.Reader) error {
-	if target == "" || src == nil {
-		return nil
+// copyOutputs starts copying stdout and stderr to their targets, where
+// both are set. Stdout and stderr naming the same file share one
+// descriptor.
+func (s *Streams) copyOutputs(cfg Config, stdout, stderr io.Reader) error {
+	var shared io.Writer
+	for _, o := range []struct {
+		target string
+		src    io.Reader
+	}{{cfg.Stdout, stdout}, {cfg.Stderr, stderr}} {
+		if o.target == "" || o.src == nil {
+			continue
+		}
+		dst := shared
+		if dst == nil {
+			f, err := openOutput(o.target)
+			if err != nil {
+				return err
+			}
+			s.closers = append(s.closers, f)
+			dst = f
+			if cfg.Stdout == cfg.Stderr && isFile(o.target) {
+				shared = f
+			}
+		}
+		s.outputs.Add(1)
+		go func() {
+			defer s.outputs.Done()
+			_, _ = io.Copy(dst, o.src)
+		}()
 	}
-	dst, err := openOutput(target)
-	if err != nil {
-		return err
-	}
-	s.closers = append(s.closers, dst)
-	s.outputs.Add(1)
-	go func() {
-		defer s.outputs.Done()
-		_, _ = io.Copy(dst, src)
-	}()
 	return nil
 }
 
@@ -186,30 +233,6 @@ func (s *Streams) copyInput(source string, dst io.WriteCloser) error {
 	return nil
 }
 
-// openOutput opens where an output stream goes: a file:// URI, or a FIFO
-// path opened read-write, which never blocks and never fails with EPIPE
-// when the reader goes away.
-func openOutput(target string) (io.WriteCloser, error) {
-	if path, ok := strings.CutPrefix(target, "file://"); ok {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, fmt.Errorf("open output %q: %w", target, err)
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-		if err != nil {
-			return nil, fmt.Errorf("open output %q: %w", target, err)
-		}
-		return f, nil
-	}
-	if scheme, _, ok := strings.Cut(target, "://"); ok {
-		return nil, fmt.Errorf("output %q: scheme %q: %w", target, scheme, errdefs.ErrNotImplemented)
-	}
-	f, err := fifo.OpenFifo(context.Background(), target, syscall.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open output fifo %q: %w", target, err)
-	}
-	return f, nil
-}
-
 // CloseStdin closes the process's stdin, so that it reads EOF.
 func (s *Streams) CloseStdin() error {
 	var err error
@@ -229,13 +252,14 @@ func (s *Streams) Resize(width, height uint16) error {
 	return s.console.Resize(console.WinSize{Width: width, Height: height})
 }
 
-// Wait waits up to timeout for the output copies to finish, which they do
-// once every holder of the process's output has closed it. It reports
-// whether they finished.
+// Wait waits up to timeout for the output copies, and the logging binary,
+// to finish, which they do once every holder of the process's output has
+// closed it. It reports whether they finished.
 func (s *Streams) Wait(timeout time.Duration) bool {
 	done := make(chan struct{})
 	go func() {
 		s.outputs.Wait()
+		s.logger.wait()
 		close(done)
 	}()
 	select {
