@@ -125,6 +125,7 @@ func TestRun(t *testing.T) {
 	t.Run("bridge port", func(t *testing.T) { testRunBridge(t, e) })
 	t.Run("network none", func(t *testing.T) { testRunNone(t, e) })
 	t.Run("ctr container", func(t *testing.T) { testRunCtrContainer(t, e) })
+	t.Run("runtimes", func(t *testing.T) { testRunRuntimes(t, e) })
 
 	if out := e.mustBerth(t, "ps", "-a", "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("containers left behind:\n%s", out)
@@ -388,6 +389,33 @@ func testRunNone(t *testing.T, e *runEnv) {
 	}
 	if strings.Join(links, ",") != "lo" {
 		t.Errorf("--network none has links %v, want only lo:\n%s", links, out)
+	}
+}
+
+// testRunRuntimes: the built-in runsc handler runs the container in
+// gVisor (its dmesg is gVisor's, not the host's ring buffer), on the
+// bridge network too; crun is reached and its own refusal of this
+// machine's hybrid cgroup layout comes back verbatim (where crun accepts
+// the layout, the container must run).
+func testRunRuntimes(t *testing.T, e *runEnv) {
+	for _, args := range [][]string{{"--network", "none"}, {}} {
+		out := e.mustBerth(t, append(append([]string{"run", "--rm", "--runtime", "runsc"}, args...), e.img, "busybox", "dmesg")...)
+		if !strings.Contains(out, "Starting gVisor") {
+			t.Errorf("dmesg under runsc %v printed no gVisor banner:\n%s", args, out)
+		}
+	}
+	r := e.berth(t, "run", "--rm", "--runtime", "crun", e.img, "busybox", "echo", "crun ran")
+	if r.code == 0 {
+		if strings.TrimSpace(r.stdout) != "crun ran" {
+			t.Errorf("crun ran but printed %q", r.stdout)
+		}
+		return
+	}
+	if !strings.Contains(r.stderr, "crun") || !strings.Contains(r.stderr, "cgroups in hybrid mode not supported") {
+		t.Errorf("crun's refusal is not passed through verbatim: %s", r.stderr)
+	}
+	if out := e.mustBerth(t, "ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("a failed crun run left containers: %s", out)
 	}
 }
 

@@ -74,6 +74,11 @@ func TestExternalShim(t *testing.T) {
 // unknown one lists the configured ones, and kata fails at task creation
 // naming its missing shim.
 func TestRuntimeHandlers(t *testing.T) {
+	runscDir := t.TempDir()
+	runscToml := filepath.Join(runscDir, "runsc.toml")
+	if err := os.WriteFile(runscToml, []byte("[runsc_config]\n  platform = \"ptrace\"\n  network = \"none\"\n  debug = \"true\"\n  debug-log = \""+runscDir+"/\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	d := startDaemon(t, withConfig(`version = 2
 [plugins."io.containerd.grpc.v1.cri".containerd]
   default_runtime_name = "runc"
@@ -81,6 +86,11 @@ func TestRuntimeHandlers(t *testing.T) {
   runtime_type = "io.containerd.runc.v2"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
     SystemdCgroup = false
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc]
+  runtime_type = "io.containerd.runsc.v1"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runsc.options]
+    TypeUrl = "io.containerd.runsc.v1.options"
+    ConfigPath = "`+runscToml+`"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata]
   runtime_type = "io.containerd.kata.v2"
 `))
@@ -93,6 +103,16 @@ func TestRuntimeHandlers(t *testing.T) {
 	r := d.ctr("-n", ns, "run", "--rm", "--runtime", "runc", img, "h1", "/bin/echo", "via handler")
 	if r.code != 0 || strings.TrimSpace(r.stdout) != "via handler" {
 		t.Fatalf("--runtime runc: %v", r)
+	}
+
+	// The seed's gVisor block as written: berth's shim drives runsc with
+	// the flags of the runsc.toml the handler names (debug logs included).
+	r = d.ctr("-n", ns, "run", "--rm", "--runtime", "runsc", img, "g1", "/bin/busybox", "dmesg")
+	if r.code != 0 || !strings.Contains(r.stdout, "Starting gVisor") {
+		t.Fatalf("--runtime runsc: no gVisor banner: %v", r)
+	}
+	if logs, _ := filepath.Glob(filepath.Join(runscDir, "*")); len(logs) < 2 {
+		t.Errorf("runsc.toml's debug-log wrote no logs into %s: %v", runscDir, logs)
 	}
 
 	out := d.ctrFails("-n", ns, "run", "--rm", "--runtime", "gvisor2", img, "h2", "/bin/echo")

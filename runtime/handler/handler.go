@@ -58,6 +58,26 @@ type Handler struct {
 	RuntimeType string         `toml:"runtime_type"`
 	RuntimePath string         `toml:"runtime_path"`
 	Options     map[string]any `toml:"options"`
+
+	// Keys containerd's CRI reads per runtime that berth does not act on
+	// yet: decoded and type-checked, one warning each when set.
+	PodAnnotations                 []string `toml:"pod_annotations" berth:"unimplemented"`
+	ContainerAnnotations           []string `toml:"container_annotations" berth:"unimplemented"`
+	PrivilegedWithoutHostDevices   bool     `toml:"privileged_without_host_devices" berth:"unimplemented"`
+	PrivilegedWithoutHostDevicesAD bool     `toml:"privileged_without_host_devices_all_devices_allowed" berth:"unimplemented"`
+	BaseRuntimeSpec                string   `toml:"base_runtime_spec" berth:"unimplemented"`
+	CNIConfDir                     string   `toml:"cni_conf_dir" berth:"unimplemented"`
+	CNIMaxConfNum                  int      `toml:"cni_max_conf_num" berth:"unimplemented"`
+	Snapshotter                    string   `toml:"snapshotter" berth:"unimplemented"`
+	SandboxMode                    string   `toml:"sandbox_mode" berth:"unimplemented"`
+	Sandboxer                      string   `toml:"sandboxer" berth:"unimplemented"`
+	IOType                         string   `toml:"io_type" berth:"unimplemented"`
+	TreatRoMountsAsRro             bool     `toml:"treat_ro_mounts_as_rro" berth:"unimplemented"`
+	RuntimeEngine                  string   `toml:"runtime_engine" berth:"unimplemented"`
+	RuntimeRoot                    string   `toml:"runtime_root" berth:"unimplemented"`
+
+	// configBody is the runsc.toml of a built-in handler.
+	configBody []byte
 }
 
 // Config is the part of the CRI section the table is read from.
@@ -101,11 +121,24 @@ func New(cfg Config) (*Table, error) {
 	return t, nil
 }
 
+// builtinRunscConfig is the runsc.toml of the built-in runsc handler:
+// the ptrace platform (no KVM needed) and the host network stack inside
+// the container's network namespace. gVisor's own netstack is refused by
+// Debian's runsc (2022-12) on kernels that show net.core sysctls in every
+// namespace ("cannot run with network enabled in root network namespace",
+// gVisor issue 10704). A configured runsc handler with its own ConfigPath
+// decides for itself.
+const builtinRunscConfig = `[runsc_config]
+  platform = "ptrace"
+  network = "host"
+`
+
 func builtins() map[string]*Handler {
 	return map[string]*Handler{
-		"runc":  {Name: "runc", RuntimeType: RuncV2},
-		"crun":  {Name: "crun", RuntimeType: RuncV2, Options: map[string]any{"BinaryName": "crun"}},
-		"runsc": {Name: "runsc", RuntimeType: RunscV1, Options: map[string]any{"TypeUrl": RunscV1 + ".options"}},
+		"runc": {Name: "runc", RuntimeType: RuncV2},
+		"crun": {Name: "crun", RuntimeType: RuncV2, Options: map[string]any{"BinaryName": "crun"}},
+		"runsc": {Name: "runsc", RuntimeType: RunscV1, Options: map[string]any{"TypeUrl": RunscV1 + ".options"},
+			configBody: []byte(builtinRunscConfig)},
 	}
 }
 
@@ -225,6 +258,10 @@ func runcOptions(m map[string]any) (*runcopts.Options, error) {
 			o.CriuImagePath, err = asString(k, v)
 		case "CriuWorkPath":
 			o.CriuWorkPath, err = asString(k, v)
+		case "CriuPath":
+			// Written by containerd 1.6's `config default`; the field is
+			// gone from the options message (reserved 8).
+			_, err = asString(k, v)
 		case "IoUid":
 			o.IoUid, err = asUint32(k, v)
 		case "IoGid":
@@ -265,6 +302,8 @@ func runtimeOptions(h *Handler) (*runtimeoptions.Options, error) {
 		if body, err := os.ReadFile(o.ConfigPath); err == nil {
 			o.ConfigBody = body
 		}
+	} else if h.configBody != nil {
+		o.ConfigBody = h.configBody
 	}
 	return o, nil
 }

@@ -127,3 +127,57 @@ func TestTableErrors(t *testing.T) {
 		t.Errorf("nil table default = %+v, %v", h, err)
 	}
 }
+
+// containerd 1.6's `config default` runtime block decodes: CriuPath is
+// accepted, the per-runtime keys berth does not act on warn only when set.
+func TestContainerd16Defaults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte(`version = 2
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  base_runtime_spec = ""
+  cni_conf_dir = ""
+  cni_max_conf_num = 0
+  container_annotations = []
+  pod_annotations = ["io.kubernetes.cri.*"]
+  privileged_without_host_devices = false
+  runtime_engine = ""
+  runtime_path = ""
+  runtime_root = ""
+  runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+    BinaryName = ""
+    CriuImagePath = ""
+    CriuPath = ""
+    CriuWorkPath = ""
+    IoGid = 0
+    IoUid = 0
+    NoNewKeyring = false
+    NoPivotRoot = false
+    Root = ""
+    ShimCgroup = ""
+    SystemdCgroup = false
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sect struct {
+		Containerd Config `toml:"containerd"`
+	}
+	ws, err := c.DecodePlugin("io.containerd.grpc.v1.cri", &sect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 1 || !strings.Contains(ws[0].Key, "pod_annotations") {
+		t.Errorf("warnings = %v, want one for pod_annotations", ws)
+	}
+	table, err := New(sect.Containerd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := table.Default().OptionsAny(); err != nil {
+		t.Errorf("options of containerd's default dump: %v", err)
+	}
+}
