@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 
 	"github.com/berth-dev/berth/runtime/shim/bootstrap"
+	"github.com/berth-dev/berth/runtime/shim/cgroupv1"
 	"github.com/berth-dev/berth/runtime/shim/runtimeopts"
 	"github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
 )
 
 // groupAnnotations put several tasks in one shim: the first present names
@@ -59,11 +59,11 @@ func joinShimCgroup(p *bootstrap.Params, pid int) error {
 	if mode := cgroups.Mode(); mode != cgroups.Legacy && mode != cgroups.Hybrid {
 		return fmt.Errorf("shim cgroup %s: only cgroup v1 hosts are supported", opts.ShimCgroup)
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(opts.ShimCgroup))
+	cg, err := cgroupv1.Static(opts.ShimCgroup)
 	if err != nil {
 		return fmt.Errorf("load shim cgroup %s: %w", opts.ShimCgroup, err)
 	}
-	if err := cg.AddProc(uint64(pid)); err != nil {
+	if err := cg.AddProc(pid); err != nil {
 		return fmt.Errorf("join shim cgroup %s: %w", opts.ShimCgroup, err)
 	}
 	return nil

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/berth-dev/berth/runtime/shim/cgroupv1"
 	"github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
@@ -27,11 +27,11 @@ func (s *Service) Stats(ctx context.Context, req *taskapi.StatsRequest) (*taskap
 	if mode := cgroups.Mode(); mode != cgroups.Legacy && mode != cgroups.Hybrid {
 		return nil, fmt.Errorf("stats of task %q: only cgroup v1 hosts are supported: %w", req.ID, errdefs.ErrNotImplemented)
 	}
-	cg, err := cgroup1.Load(cgroup1.PidPath(pid))
+	cg, err := cgroupv1.Load(pid)
 	if err != nil {
-		return nil, fmt.Errorf("stats of task %q: load cgroup of pid %d: %w", req.ID, pid, err)
+		return nil, fmt.Errorf("stats of task %q: %w", req.ID, err)
 	}
-	metrics, err := cg.Stat(cgroup1.IgnoreNotExist)
+	metrics, err := cg.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("stats of task %q: %w", req.ID, err)
 	}
