@@ -47,6 +47,8 @@ var leaves = []string{
 	"oci",
 	// berth run's CNI networks; the runtime handler table.
 	"network", "runtime/handler",
+	// Resident-set trimming of the daemons.
+	"procmem",
 }
 
 var rules = []rule{

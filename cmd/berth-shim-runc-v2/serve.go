@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/procmem"
 	"github.com/berth-dev/berth/runtime/shim"
 	"github.com/berth-dev/berth/runtime/shim/bootstrap"
 	"github.com/berth-dev/berth/runtime/shim/publisher"
@@ -22,6 +24,9 @@ import (
 
 // serve is the shim server: subreaper, task service on the inherited
 // socket, until the daemon's Shutdown or SIGTERM.
+// trimOnce trims the binary's resident pages after the first start.
+var trimOnce sync.Once
+
 func serve(f bootstrap.Flags) error {
 	bundle, err := os.Getwd()
 	if err != nil {
@@ -51,7 +56,16 @@ func serve(f bootstrap.Flags) error {
 		Publisher: pub,
 		Exits:     r.Exits(),
 		Shutdown:  func() { close(done) },
-		Errorf:    func(format string, args ...any) { logger.Error(fmt.Sprintf(format, args...)) },
+		// Start-up code is done with once the container runs: keep only
+		// the binary pages the shim touches from then on (procmem).
+		Started: func() {
+			trimOnce.Do(func() {
+				if _, err := procmem.TrimText(); err != nil {
+					logger.Warn("trim binary pages", "error", err)
+				}
+			})
+		},
+		Errorf: func(format string, args ...any) { logger.Error(fmt.Sprintf(format, args...)) },
 	})
 	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(shim.ErrorInterceptor))
 	if err != nil {

@@ -77,6 +77,9 @@ type Config struct {
 	// Exits are the exits of reaped processes not started through go-runc
 	// (reaper.Reaper.Exits). Required.
 	Exits <-chan runc.Exit
+	// Started, if set, is called in a goroutine after a task's init
+	// process has started (the shim's busy start-up is over then).
+	Started func()
 	// Shutdown is called, once, when the daemon asks the shim to go and no
 	// task is left. Default: nothing.
 	Shutdown func()
@@ -321,6 +324,9 @@ func (s *Service) Start(ctx context.Context, req *taskapi.StartRequest) (*taskap
 	p.setStatus(task.Status_RUNNING)
 	pid, _, _, _ := p.state()
 	s.publish(TopicStart, &eventstypes.TaskStart{ContainerID: c.id, Pid: uint32(pid)})
+	if s.cfg.Started != nil {
+		go s.cfg.Started()
+	}
 	return &taskapi.StartResponse{Pid: uint32(pid)}, nil
 }
 
