@@ -11,6 +11,13 @@
 // Status, RuntimeConfig and UpdateRuntimeConfig are served; pod sandboxes
 // and containers answer Unimplemented (runtime_pending.go).
 //
+// Pod sandboxes and containers are served in sandbox*.go and
+// container*.go: records in metadata, tasks through the shim manager
+// (runtime/manager) in berthd's own process, networks through CNI
+// (network.PodNetwork), specs from package oci, logs in the CRI format
+// (logger.go). Streaming (Exec, Attach, PortForward), stats and
+// checkpoints answer Unimplemented (runtime_pending.go).
+//
 // Errors are errdefs classes with messages naming the image and the
 // namespace; the daemon's interceptor maps them to gRPC codes.
 package cri
@@ -19,13 +26,19 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
+	"github.com/berth-dev/berth/containers"
 	"github.com/berth-dev/berth/content"
 	"github.com/berth-dev/berth/cri/imagestore"
+	"github.com/berth-dev/berth/events"
 	"github.com/berth-dev/berth/images"
 	"github.com/berth-dev/berth/namespaces"
+	"github.com/berth-dev/berth/network"
 	"github.com/berth-dev/berth/pull"
 	"github.com/berth-dev/berth/runtime/handler"
+	"github.com/berth-dev/berth/runtime/manager"
+	"github.com/berth-dev/berth/snapshots"
 	"github.com/containerd/platforms"
 	"google.golang.org/grpc"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -47,6 +60,19 @@ type Deps struct {
 	SnapshotterRoot string
 	// Root and State are the CRI plugin's own directories.
 	Root, State string
+
+	// Containers are the container records; Snapshotter is the
+	// configured snapshotter, namespaced by metadata.
+	Containers  containers.Store
+	Snapshotter snapshots.Snapshotter
+	// Tasks is the shim manager the pause processes and containers run
+	// through; nil when the task runtime failed (pods then fail).
+	Tasks *manager.Manager
+	// Events delivers the shims' events (/tasks/oom).
+	Events events.Subscriber
+	// LoggerBinary is the executable containers' output goes to, in its
+	// CRI logger mode (see logger.go); "" copies the output in berthd.
+	LoggerBinary string
 }
 
 // Service is the CRI of one daemon.
@@ -60,6 +86,15 @@ type Service struct {
 
 	mu      sync.Mutex
 	podCIDR string
+
+	sandboxes  *index[*sandbox]
+	containers *index[*container]
+	net        *network.PodNetwork
+	events     *broadcaster
+	cpu        cpuSamples
+	// stopping is set once berthd shuts down: tasks whose shims it
+	// stops hearing from have not exited.
+	stopping atomic.Bool
 }
 
 // New checks the configuration and returns the service. A runtime handler
@@ -74,13 +109,37 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		hostsDir = DefaultHostsDir
 	}
 	return &Service{
-		cfg:      cfg,
-		deps:     deps,
-		handlers: handlers,
-		images:   imagestore.New(deps.Images, deps.Content, platforms.DefaultSpec()),
-		registry: newRegistries(hostsDir),
-		fsUsage:  newDirUsage(deps.SnapshotterRoot),
+		cfg:        cfg,
+		deps:       deps,
+		handlers:   handlers,
+		images:     imagestore.New(deps.Images, deps.Content, platforms.DefaultSpec()),
+		registry:   newRegistries(hostsDir),
+		fsUsage:    newDirUsage(deps.SnapshotterRoot),
+		sandboxes:  newIndex[*sandbox]("pod sandbox"),
+		containers: newIndex[*container]("container"),
+		net:        network.NewPodNetwork(network.PodConfig{ConfDir: cfg.CNI.ConfDir, BinDirs: cfg.CNI.PluginDirs()}),
+		events:     newBroadcaster(),
 	}, nil
+}
+
+// Start restores the pods and containers a previous berthd left (their
+// records, status files and the tasks the shim manager reconnected to)
+// and follows their tasks until ctx ends. The daemon calls it once, after
+// New.
+func (s *Service) Start(ctx context.Context) {
+	if s.deps.Tasks == nil {
+		return
+	}
+	ctx = withNamespace(ctx)
+	s.restore(ctx)
+	go s.watchOOM(ctx)
+}
+
+// Shutdown ends the GetContainerEvents streams, which never end by
+// themselves.
+func (s *Service) Shutdown() {
+	s.stopping.Store(true)
+	s.events.close()
 }
 
 // Register adds RuntimeService and ImageService to srv.

@@ -25,7 +25,9 @@ func (s *Service) status(verbose bool) *runtime.StatusResponse {
 			network,
 		}},
 		RuntimeHandlers: s.runtimeHandlers(),
-		Features:        &runtime.RuntimeFeatures{},
+		// Strict and Merge are applied at CreateContainer, and the
+		// container's status reports the groups it got.
+		Features: &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if verbose {
 		resp.Info = s.info(networks, cniErr)

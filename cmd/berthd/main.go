@@ -14,7 +14,9 @@ import (
 	"syscall"
 
 	"github.com/berth-dev/berth/config"
+	"github.com/berth-dev/berth/cri"
 	"github.com/berth-dev/berth/daemon"
+	"github.com/berth-dev/berth/procmem"
 	"github.com/berth-dev/berth/version"
 )
 
@@ -26,6 +28,10 @@ func main() {
 }
 
 func run() error {
+	// The logging binary of CRI containers, started by their shims.
+	if len(os.Args) > 1 && os.Args[1] == cri.LoggerFlag {
+		return cri.RunLogger(os.Args[2:])
+	}
 	var (
 		configPath = flag.String("config", config.DefaultPath, "config file (containerd's config.toml format, version 2 or 3)")
 		root       = flag.String("root", "", "persistent data directory (default from config, else "+config.DefaultRoot+")")
@@ -67,6 +73,11 @@ func run() error {
 	d, err := daemon.New(ctx, cfg, logger)
 	if err != nil {
 		return err
+	}
+	// Start-up code (plugin init, config decoding) is done with: keep only
+	// the binary pages berthd touches from now on (package procmem).
+	if _, err := procmem.TrimText(); err != nil {
+		logger.Warn("trim binary pages", "error", err)
 	}
 	serveErr := d.Serve(ctx)
 	logger.Info("shutting down")
