@@ -7,7 +7,8 @@ LDFLAGS := -X github.com/berth-dev/berth/version.Revision=$(REVISION)
 
 # Packages with concurrency run under the race detector.
 RACE_PKGS := ./content/... ./events/... ./metadata/... ./gc/... ./filters/... ./daemon/... ./services/... \
-	./pull/... ./remotes/... ./snapshots/... ./archive/... ./mount/... ./runtime/... ./cmd/berth-shim-runc-v2/
+	./pull/... ./remotes/... ./snapshots/... ./archive/... ./mount/... ./runtime/... ./cmd/berth-shim-runc-v2/ \
+	./cri/... ./network/...
 
 .PHONY: build demo demo-stop test deps-test lint unit integration bench-footprint bench-pull bench-run clean
 
@@ -37,7 +38,7 @@ lint:
 unit:
 	$(GO) test -count=1 -race $(RACE_PKGS)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v -E '/(integration|bench)(/|$$)' | \
-		grep -v -E 'berth/(content|events|metadata|gc|filters|daemon|services|pull|remotes|snapshots|archive|mount|runtime|cmd/berth-shim-runc-v2)(/|$$)')
+		grep -v -E 'berth/(content|events|metadata|gc|filters|daemon|services|pull|remotes|snapshots|archive|mount|runtime|cmd/berth-shim-runc-v2|cri|network)(/|$$)')
 	$(GO) test -count=1 ./bench/...
 
 integration:
