@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/log"
+	"github.com/berth-dev/berth/oci"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/fifo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -94,14 +95,17 @@ func (s *Service) runContainerTask(ctx context.Context, c *container, o taskOpti
 		return err
 	}
 	var copier *fifoCopier
+	// Containers with stdin or a terminal keep their stdio in berthd,
+	// where Attach can join it (stream_attach.go).
+	attachable := o.tty || c.config.GetStdin()
 	switch {
-	case c.meta.LogPath == "":
-	case o.tty || s.deps.LoggerBinary == "":
+	case c.meta.LogPath == "" && !attachable:
+	case attachable || s.deps.LoggerBinary == "":
 		var err error
-		if copier, err = s.newFifoCopier(ctx, c, o.tty); err != nil {
+		if copier, err = s.newFifoCopier(ctx, c, o.tty, c.config.GetStdin()); err != nil {
 			return err
 		}
-		o.stdout, o.stderr = copier.stdout, copier.stderr
+		o.stdin, o.stdout, o.stderr = copier.stdinPath, copier.stdout, copier.stderr
 	default:
 		uri := loggerURI(s.deps.LoggerBinary, c.meta.LogPath, s.loggerPidFile(id), s.cfg.MaxContainerLogLineSize)
 		o.stdout, o.stderr = uri, uri
@@ -224,7 +228,7 @@ func (s *Service) stopContainer(ctx context.Context, c *container, timeout int64
 	if timeout > 0 {
 		sig := syscall.SIGTERM
 		if c.meta.StopSignal != "" {
-			if parsed, err := parseSignal(c.meta.StopSignal); err == nil {
+			if parsed, err := oci.ParseSignal(c.meta.StopSignal); err == nil {
 				sig = parsed
 			}
 		}
@@ -295,26 +299,33 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 }
 
 // fifoCopier copies a container's output from FIFOs into its log inside
-// berthd: for containers with a terminal, and when no logging binary is
-// configured.
+// berthd: for containers with a terminal or stdin, and when no logging
+// binary is configured. Attach sessions join its output and stdin.
 type fifoCopier struct {
+	stdinPath      string
 	stdout, stderr string
-	w              *logWriter
+	w              *logWriter               // nil without a log path
 	files          map[string]io.ReadCloser // stream -> read end
+	attach         *attachIO
 }
 
 // newFifoCopier creates the FIFOs and opens their read ends (without
-// blocking, so the shim's open does not either) and the log.
-func (s *Service) newFifoCopier(ctx context.Context, c *container, tty bool) (*fifoCopier, error) {
+// blocking, so the shim's open does not either) and the log; with stdin
+// also the stdin FIFO's write end, which berthd keeps open for attach
+// sessions.
+func (s *Service) newFifoCopier(ctx context.Context, c *container, tty, stdin bool) (*fifoCopier, error) {
 	dir := filepath.Join(s.containerState(c.meta.ID), "io")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	w, err := openLog(c.meta.LogPath, s.cfg.MaxContainerLogLineSize)
-	if err != nil {
-		return nil, err
+	fc := &fifoCopier{files: map[string]io.ReadCloser{}, stdout: filepath.Join(dir, "stdout"), attach: newAttachIO(tty, c.config.GetStdinOnce())}
+	if c.meta.LogPath != "" {
+		w, err := openLog(c.meta.LogPath, s.cfg.MaxContainerLogLineSize)
+		if err != nil {
+			return nil, err
+		}
+		fc.w = w
 	}
-	fc := &fifoCopier{w: w, files: map[string]io.ReadCloser{}, stdout: filepath.Join(dir, "stdout")}
 	streams := map[string]string{streamStdout: fc.stdout}
 	if !tty {
 		fc.stderr = filepath.Join(dir, "stderr")
@@ -328,10 +339,20 @@ func (s *Service) newFifoCopier(ctx context.Context, c *container, tty bool) (*f
 		}
 		fc.files[stream] = f
 	}
+	if stdin {
+		fc.stdinPath = filepath.Join(dir, "stdin")
+		f, err := fifo.OpenFifo(context.WithoutCancel(ctx), fc.stdinPath, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_NONBLOCK, 0o700)
+		if err != nil {
+			fc.close()
+			return nil, fmt.Errorf("container %q: open %s: %w", c.meta.ID, fc.stdinPath, err)
+		}
+		fc.attach.setStdin(f)
+	}
 	return fc, nil
 }
 
-// start copies each stream until its writers are gone.
+// start copies each stream until its writers are gone, to the log and
+// to the attach sessions.
 func (fc *fifoCopier) start() {
 	if fc == nil {
 		return
@@ -339,7 +360,12 @@ func (fc *fifoCopier) start() {
 	remaining := make(chan struct{}, len(fc.files))
 	for stream, f := range fc.files {
 		go func() {
-			fc.w.copyStream(stream, f)
+			r := io.TeeReader(f, fc.attach.output(stream))
+			if fc.w != nil {
+				fc.w.copyStream(stream, r)
+			} else {
+				_, _ = io.Copy(io.Discard, r)
+			}
 			f.Close()
 			remaining <- struct{}{}
 		}()
@@ -348,7 +374,11 @@ func (fc *fifoCopier) start() {
 		for range fc.files {
 			<-remaining
 		}
-		fc.w.close()
+		fc.attach.closeStdin()
+		fc.attach.end()
+		if fc.w != nil {
+			fc.w.close()
+		}
 	}()
 }
 
@@ -359,5 +389,9 @@ func (fc *fifoCopier) close() {
 	for _, f := range fc.files {
 		f.Close()
 	}
-	fc.w.close()
+	fc.attach.closeStdin()
+	fc.attach.end()
+	if fc.w != nil {
+		fc.w.close()
+	}
 }

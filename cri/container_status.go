@@ -71,7 +71,7 @@ func (s *Service) criContainerStatus(c *container) *runtime.ContainerStatus {
 			Uid: int64(c.meta.User.UID), Gid: int64(c.meta.User.GID), SupplementalGroups: gids(c.meta.User.AdditionalGids),
 		}},
 	}
-	if sig, err := parseSignal(c.meta.StopSignal); err == nil && c.meta.StopSignal != "" {
+	if sig, err := oci.ParseSignal(c.meta.StopSignal); err == nil && c.meta.StopSignal != "" {
 		out.StopSignal = criSignal(sig)
 	}
 	return out

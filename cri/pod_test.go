@@ -113,19 +113,7 @@ func TestLoggerURI(t *testing.T) {
 	}
 }
 
-func TestParseSignal(t *testing.T) {
-	for in, want := range map[string]syscall.Signal{"SIGTERM": syscall.SIGTERM, "term": syscall.SIGTERM, "9": syscall.SIGKILL, "SIGRTMIN+3": 0, "SIGQUIT": syscall.SIGQUIT} {
-		got, err := parseSignal(in)
-		if want == 0 {
-			if err == nil {
-				t.Errorf("parseSignal(%q) = %v, want an error", in, got)
-			}
-			continue
-		}
-		if err != nil || got != want {
-			t.Errorf("parseSignal(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
+func TestCRISignal(t *testing.T) {
 	if got := criSignal(syscall.SIGUSR1); got != runtime.Signal_SIGNAL_SIGUSR1 {
 		t.Errorf("criSignal(SIGUSR1) = %v", got)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -115,23 +113,4 @@ func (s *Service) deleteTask(ctx context.Context, id string) {
 	if _, err := s.deps.Tasks.Delete(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 		log.G(ctx).Warn("CRI: delete task", "id", id, "error", err)
 	}
-}
-
-// parseSignal reads a stop signal as images and the CRI give it:
-// "SIGTERM", "TERM", "15", any case.
-func parseSignal(s string) (syscall.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, fmt.Errorf("signal %q: out of range: %w", s, errdefs.ErrInvalidArgument)
-		}
-		return syscall.Signal(n), nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
-	}
-	return 0, fmt.Errorf("signal %q: unknown: %w", s, errdefs.ErrInvalidArgument)
 }

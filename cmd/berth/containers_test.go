@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,22 +21,6 @@ import (
 
 	"github.com/berth-dev/berth/network"
 )
-
-func TestParseSignal(t *testing.T) {
-	for in, want := range map[string]syscall.Signal{
-		"9": syscall.SIGKILL, "KILL": syscall.SIGKILL, "sigterm": syscall.SIGTERM,
-		"SIGHUP": syscall.SIGHUP, "usr1": syscall.SIGUSR1, "SIGRTMIN+3": syscall.Signal(37),
-	} {
-		if got, err := parseSignal(in); err != nil || got != want {
-			t.Errorf("parseSignal(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "0", "65", "SIGNOPE", "RTMIN+40", "-1"} {
-		if _, err := parseSignal(in); !errdefs.IsInvalidArgument(err) {
-			t.Errorf("parseSignal(%q): %v, want invalid argument", in, err)
-		}
-	}
-}
 
 func TestParseMemory(t *testing.T) {
 	for in, want := range map[string]int64{

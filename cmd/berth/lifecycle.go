@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-dev/berth/oci"
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
@@ -54,7 +55,7 @@ func stopContainer(ctx context.Context, c *conn, rec *containersapi.Container, t
 	}
 	sig := syscall.SIGTERM
 	if name := rec.GetLabels()[labelStopSignal]; name != "" {
-		if sig, err = parseSignal(name); err != nil {
+		if sig, err = oci.ParseSignal(name); err != nil {
 			return fmt.Errorf("container %s: stop signal label: %w", describe(rec), err)
 		}
 	}
@@ -92,7 +93,7 @@ func newKillCommand(a *app) *cobra.Command {
 		Short: "Send a signal (default SIGKILL) to running containers",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sig, err := parseSignal(signal)
+			sig, err := oci.ParseSignal(signal)
 			if err != nil {
 				return err
 			}

@@ -209,7 +209,7 @@ func runLabels(r *newRun) (map[string]string, error) {
 		lbls[labelLogURI] = "file://" + filepath.Join(r.dir, r.id+".log")
 	}
 	if sig := r.img.config.StopSignal; sig != "" {
-		if _, err := parseSignal(sig); err != nil {
+		if _, err := oci.ParseSignal(sig); err != nil {
 			return nil, fmt.Errorf("image %s: StopSignal: %w", r.img.name, err)
 		}
 		lbls[labelStopSignal] = sig

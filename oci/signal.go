@@ -1,4 +1,4 @@
-package main
+package oci
 
 import (
 	"fmt"
@@ -10,9 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// parseSignal reads a signal as kill(1) and docker accept it: a number,
-// or a name with or without SIG, in any case (9, KILL, sigterm, SIGRTMIN+3).
-func parseSignal(s string) (syscall.Signal, error) {
+// ParseSignal reads a signal as kill(1), docker and image configs
+// (StopSignal) give it: a number, or a name with or without SIG, in any
+// case (9, KILL, sigterm, SIGRTMIN+3).
+func ParseSignal(s string) (syscall.Signal, error) {
 	if n, err := strconv.Atoi(s); err == nil {
 		if n <= 0 || n > 64 {
 			return 0, fmt.Errorf("signal %d is out of range 1-64: %w", n, errdefs.ErrInvalidArgument)
