@@ -276,11 +276,8 @@ func (m *Manager) Teardown(ctx context.Context, ns, id string) error {
 // so that DEL undoes what ADD did even if ConfDir changed since, else the
 // current one.
 func (m *Manager) delConfig(network string, rt *libcni.RuntimeConf) (*libcni.NetworkConfigList, error) {
-	b, _, err := m.cni.GetNetworkListCachedConfig(&libcni.NetworkConfigList{Name: network}, rt)
-	if err == nil && len(b) > 0 {
-		if list, err := libcni.NetworkConfFromBytes(b); err == nil && list.Name == network {
-			return list, nil
-		}
+	if list := cachedConfig(m.cni, network, rt); list != nil {
+		return list, nil
 	}
 	if network != DefaultNetwork {
 		return nil, fmt.Errorf("no cached configuration of network %q in %s: %w", network, m.cfg.cacheDir(), errdefs.ErrNotFound)
@@ -319,4 +316,18 @@ func (m *Manager) writeRecord(ns, id string, res *Result) error {
 		return fmt.Errorf("write the network record: %w", err)
 	}
 	return writeFileAtomic(path, append(b, '\n'), 0o600)
+}
+
+// cachedConfig is the configuration of network that libcni cached at ADD
+// for rt, nil when there is none (or it is unreadable).
+func cachedConfig(cni *libcni.CNIConfig, network string, rt *libcni.RuntimeConf) *libcni.NetworkConfigList {
+	b, _, err := cni.GetNetworkListCachedConfig(&libcni.NetworkConfigList{Name: network}, rt)
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	list, err := libcni.NetworkConfFromBytes(b)
+	if err != nil || list.Name != network {
+		return nil
+	}
+	return list
 }

@@ -205,11 +205,8 @@ func (p *PodNetwork) Teardown(ctx context.Context, a PodAttachment, network stri
 // cachedList is the configuration DEL runs with: the one cached at ADD,
 // else the conf dir's configuration of that name.
 func (p *PodNetwork) cachedList(network string, rt *libcni.RuntimeConf) (*libcni.NetworkConfigList, error) {
-	b, _, err := p.cni.GetNetworkListCachedConfig(&libcni.NetworkConfigList{Name: network}, rt)
-	if err == nil && len(b) > 0 {
-		if list, err := libcni.NetworkConfFromBytes(b); err == nil && list.Name == network {
-			return list, nil
-		}
+	if list := cachedConfig(p.cni, network, rt); list != nil {
+		return list, nil
 	}
 	lists, _, err := LoadPodNetworks(p.cfg.ConfDir, 0)
 	if err != nil {
