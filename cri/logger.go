@@ -42,8 +42,9 @@ import (
 //
 // A container with a terminal cannot use a logging binary (the shim has
 // only the pty to give), nor can a berthd that does not know its own
-// executable: for those berthd copies from FIFOs itself, as containerd
-// does, with the same writer.
+// executable, and a container with stdin keeps its stdio in berthd so
+// that Attach can join it (stream_attach.go): for those berthd copies
+// from FIFOs itself, as containerd does, with the same writer.
 //
 // ReopenContainerLog (after the kubelet rotated the file away) sends the
 // logging binary SIGHUP; it reopens the path, creating a new file.

@@ -118,7 +118,7 @@ func (s *Service) restoreContainer(ctx context.Context, rec containers.Container
 			s.containerExited(ctx, c, exit{code: unknownExitCode, at: time.Now(), lost: true})
 			return nil
 		}
-		if c.config.GetTty() || s.deps.LoggerBinary == "" {
+		if c.config.GetTty() || c.config.GetStdin() || s.deps.LoggerBinary == "" {
 			s.reattachCopier(ctx, c)
 		}
 		s.waitTask(ctx, t, func(e exit) { s.containerExited(ctx, c, e) })
@@ -131,10 +131,12 @@ func (s *Service) restoreContainer(ctx context.Context, rec containers.Container
 // reattachCopier copies the output of a container whose output berthd
 // copies itself again, from the FIFOs the shim still writes.
 func (s *Service) reattachCopier(ctx context.Context, c *container) {
-	if c.meta.LogPath == "" {
+	if c.meta.LogPath == "" && !c.config.GetTty() && !c.config.GetStdin() {
 		return
 	}
-	fc, err := s.newFifoCopier(ctx, c, c.config.GetTty())
+	// Not stdin: the shim saw its FIFO's writer, the previous berthd, go
+	// and closed the container's stdin.
+	fc, err := s.newFifoCopier(ctx, c, c.config.GetTty(), false)
 	if err != nil {
 		log.G(ctx).Warn("CRI: container output not reattached", "id", c.meta.ID, "error", err)
 		return

@@ -9,24 +9,12 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// The RuntimeService methods not implemented yet: streaming (Exec,
-// Attach, PortForward need the kubelet's streaming server), metrics, checkpoints, and pod-level resource updates. Each answers
-// Unimplemented naming itself.
+// The RuntimeService methods not implemented yet: metrics, checkpoints,
+// and pod-level resource updates. Each answers Unimplemented naming
+// itself.
 
 func notImplemented(method string) error {
 	return fmt.Errorf("CRI %s is not implemented yet in berth: %w", method, errdefs.ErrNotImplemented)
-}
-
-func (r *runtimeService) Exec(context.Context, *runtime.ExecRequest) (*runtime.ExecResponse, error) {
-	return nil, notImplemented("Exec")
-}
-
-func (r *runtimeService) Attach(context.Context, *runtime.AttachRequest) (*runtime.AttachResponse, error) {
-	return nil, notImplemented("Attach")
-}
-
-func (r *runtimeService) PortForward(context.Context, *runtime.PortForwardRequest) (*runtime.PortForwardResponse, error) {
-	return nil, notImplemented("PortForward")
 }
 
 func (r *runtimeService) CheckpointContainer(context.Context, *runtime.CheckpointContainerRequest) (*runtime.CheckpointContainerResponse, error) {

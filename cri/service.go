@@ -15,8 +15,9 @@
 // container*.go: records in metadata, tasks through the shim manager
 // (runtime/manager) in berthd's own process, networks through CNI
 // (network.PodNetwork), specs from package oci, logs in the CRI format
-// (logger.go). Streaming (Exec, Attach, PortForward), stats and
-// checkpoints answer Unimplemented (runtime_pending.go).
+// (logger.go). Exec, Attach and PortForward go through the streaming
+// server of package cri/streaming (stream*.go); metrics and checkpoints
+// answer Unimplemented (runtime_pending.go).
 //
 // Errors are errdefs classes with messages naming the image and the
 // namespace; the daemon's interceptor maps them to gRPC codes.
@@ -31,8 +32,10 @@ import (
 	"github.com/berth-dev/berth/containers"
 	"github.com/berth-dev/berth/content"
 	"github.com/berth-dev/berth/cri/imagestore"
+	"github.com/berth-dev/berth/cri/streaming"
 	"github.com/berth-dev/berth/events"
 	"github.com/berth-dev/berth/images"
+	"github.com/berth-dev/berth/log"
 	"github.com/berth-dev/berth/namespaces"
 	"github.com/berth-dev/berth/network"
 	"github.com/berth-dev/berth/pull"
@@ -92,6 +95,9 @@ type Service struct {
 	net        *network.PodNetwork
 	events     *broadcaster
 	cpu        cpuSamples
+	// stream is the streaming server of Exec and PortForward (stream.go),
+	// nil until Start.
+	stream *streaming.Server
 	// stopping is set once berthd shuts down: tasks whose shims it
 	// stops hearing from have not exited.
 	stopping atomic.Bool
@@ -131,6 +137,9 @@ func (s *Service) Start(ctx context.Context) {
 		return
 	}
 	ctx = withNamespace(ctx)
+	if err := s.startStreaming(ctx); err != nil {
+		log.G(ctx).Error("CRI: no streaming server, Exec and PortForward fail", "error", err)
+	}
 	s.restore(ctx)
 	go s.watchOOM(ctx)
 }
@@ -140,6 +149,9 @@ func (s *Service) Start(ctx context.Context) {
 func (s *Service) Shutdown() {
 	s.stopping.Store(true)
 	s.events.close()
+	if s.stream != nil {
+		_ = s.stream.Close()
+	}
 }
 
 // Register adds RuntimeService and ImageService to srv.
