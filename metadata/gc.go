@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -30,6 +31,10 @@ type GCStats struct {
 	Snapshots      int // snapshots removed (namespace records and backend orphans)
 	BytesReclaimed int64
 }
+
+// errNothingSwept rolls back the transaction of a collection that removed
+// nothing.
+var errNothingSwept = errors.New("nothing swept")
 
 // afterDelete runs a collection now when sync, else tells the scheduler.
 func (db *DB) afterDelete(ctx context.Context, sync bool) error {
@@ -67,9 +72,19 @@ func (db *DB) GarbageCollect(ctx context.Context) (GCStats, error) {
 		if kept, err = sweepReferences(tx, reached, &st); err != nil {
 			return err
 		}
-		keptSnapshots, err = db.sweepSnapshots(ctx, tx, reached, &st)
-		return err
+		if keptSnapshots, err = db.sweepSnapshots(ctx, tx, reached, &st); err != nil {
+			return err
+		}
+		if st.Leases+st.ContentRefs+st.Ingests+st.Snapshots == 0 {
+			// Nothing to commit: roll back rather than write and sync
+			// an unchanged database (most collections after a delete).
+			return errNothingSwept
+		}
+		return nil
 	})
+	if errors.Is(err, errNothingSwept) {
+		err = nil
+	}
 	if err != nil {
 		return st, fmt.Errorf("garbage collection: %w", err)
 	}

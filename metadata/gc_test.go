@@ -85,6 +85,32 @@ func TestGCKeepsImage(t *testing.T) {
 	}
 }
 
+// A collection that removes nothing leaves the database file alone: no
+// commit, no sync, as after most deletes (a container's, a lease's).
+func TestGCNothingSweptWritesNothing(t *testing.T) {
+	e := newEnv(t)
+	ctx := nsCtx("default")
+	pushImage(t, ctx, e.db, "app:1", "app", 2)
+	e.gc(t)
+	before := e.db.WritesForTest()
+	if st := e.gc(t); st != (metadata.GCStats{Duration: st.Duration}) {
+		t.Errorf("stats = %+v, want nothing removed", st)
+	}
+	if got := e.db.WritesForTest(); got != before {
+		t.Errorf("a collection that removed nothing wrote %d pages", got-before)
+	}
+	// One that removes something still commits.
+	if err := e.db.Images().Delete(ctx, "app:1"); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.gc(t); st.ContentRefs == 0 || e.db.WritesForTest() == before {
+		t.Errorf("stats = %+v, %d pages written; want references removed and a commit", st, e.db.WritesForTest()-before)
+	}
+	if got := e.blobsOnDisk(t); len(got) != 0 {
+		t.Errorf("blobs on disk after collection: %v", got)
+	}
+}
+
 func TestGCImageSynchronousDelete(t *testing.T) {
 	e := newEnv(t)
 	ctx := nsCtx("default")

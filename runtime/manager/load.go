@@ -29,6 +29,9 @@ func (m *Manager) load(ctx context.Context) {
 	var bundles []found
 	nss, _ := os.ReadDir(m.cfg.State)
 	for _, ns := range nss {
+		if ns.Name() == trashDir {
+			continue
+		}
 		ids, _ := os.ReadDir(filepath.Join(m.cfg.State, ns.Name()))
 		for _, id := range ids {
 			bundles = append(bundles, found{ns.Name(), id.Name()})
@@ -71,10 +74,11 @@ func (m *Manager) reconnect(ctx context.Context, ns, id string) (*Task, error) {
 	}
 	st, err := t.restore()
 	if err != nil {
-		if t.client != nil {
-			_ = t.client.Close()
-			t.task, t.client = nil, nil
-		}
+		// A shim that answers without the task (berthd died between the
+		// shim's delete and its shutdown) is stopped; one that still has
+		// it ignores the request.
+		t.stopShim(ctx)
+		t.task, t.client = nil, nil
 		if resp, derr := t.deleteDead(ctx); derr != nil {
 			log.G(ctx).Warn("shim delete failed", "bundle", bundle, "error", derr)
 		} else {
@@ -90,11 +94,7 @@ func (m *Manager) reconnect(ctx context.Context, ns, id string) (*Task, error) {
 // restore connects to the address the shim wrote and asks for the task's
 // state.
 func (t *Task) restore() (*taskapi.StateResponse, error) {
-	address, err := os.ReadFile(filepath.Join(t.Bundle, "address"))
-	if err != nil {
-		return nil, err
-	}
-	if err := t.connect(strings.TrimSpace(string(address))); err != nil {
+	if err := t.connectRecorded(); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(t.ShimContext(context.Background()), 5*time.Second)
@@ -104,6 +104,15 @@ func (t *Task) restore() (*taskapi.StateResponse, error) {
 		return nil, ShimError(err)
 	}
 	return st, nil
+}
+
+// connectRecorded connects to the address in the bundle's `address` file.
+func (t *Task) connectRecorded() error {
+	address, err := os.ReadFile(filepath.Join(t.Bundle, "address"))
+	if err != nil {
+		return err
+	}
+	return t.connect(strings.TrimSpace(string(address)))
 }
 
 // publishExit tells subscribers that a task whose shim died has exited,

@@ -13,13 +13,18 @@
 //  2. Get and List return the running shims; callers drive the task with
 //     Task.Client (Start, Kill, Exec, Wait, ...). The shim forwards the
 //     task's events to the daemon's ttrpc Events service by itself.
-//  3. Delete deletes the task's init process in the shim, shuts the shim
-//     down, and removes the bundle. When the shim is unreachable, Delete
-//     runs `<shim> delete` in the bundle instead, as containerd does.
+//  3. Delete deletes the task's init process in the shim (when the shim is
+//     unreachable it runs `<shim> delete` in the bundle instead, as
+//     containerd does), moves the bundle into the trash and answers. The
+//     shim is shut down and the bundle removed after the answer; a Create
+//     of the same id waits until the old shim has let go of its socket,
+//     which the new shim would otherwise be handed.
 //
-// Shims outlive berthd. New reconnects to the shims whose bundles it
-// finds (through the bundle's `address` file); for a shim that is gone it
-// runs the recorded binary's `delete` and removes the bundle.
+// Shims outlive berthd. New first finishes what a previous berthd left in
+// the trash (stops the shims, unmounts, removes), then reconnects to the
+// shims whose bundles it finds (through the bundle's `address` file); for
+// a shim that is gone it runs the recorded binary's `delete` and removes
+// the bundle.
 package manager
 
 import (
@@ -29,6 +34,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/berth-dev/berth/events"
 	"github.com/berth-dev/berth/namespaces"
@@ -67,10 +74,21 @@ type Manager struct {
 	cfg   Config
 	mu    sync.Mutex
 	tasks map[string]*Task // by ns + "/" + id
+	// stopping holds, by ns + "/" + id, a channel closed once the shim of
+	// a deleted task has closed its socket; Create waits for it.
+	stopping map[string]chan struct{}
+	// retiring counts the deleted tasks still being cleaned up; closing
+	// ends their wait before removing bundles.
+	retiring  sync.WaitGroup
+	closing   chan struct{}
+	closeOnce sync.Once
+	// trashSeq makes the names of trashed bundles unique.
+	trashSeq atomic.Int64
 }
 
-// New returns a manager; it creates cfg.State and reconnects to the shims
-// of the bundles in it.
+// New returns a manager; it creates cfg.State, finishes the clean-ups a
+// previous berthd left in its trash and reconnects to the shims of the
+// bundles in it.
 func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.ShimDir == "" {
 		if exe, err := os.Executable(); err == nil {
@@ -80,7 +98,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := os.MkdirAll(cfg.State, 0o711); err != nil {
 		return nil, fmt.Errorf("create task state %s: %w", cfg.State, err)
 	}
-	m := &Manager{cfg: cfg, tasks: map[string]*Task{}}
+	m := &Manager{cfg: cfg, tasks: map[string]*Task{}, stopping: map[string]chan struct{}{}, closing: make(chan struct{})}
+	m.trashSeq.Store(time.Now().UnixNano())
+	m.emptyTrash(ctx)
 	m.load(ctx)
 	return m, nil
 }
@@ -112,6 +132,16 @@ func (m *Manager) Create(ctx context.Context, id string, opts CreateOpts) (*Task
 	}
 	key := ns + "/" + id
 	m.mu.Lock()
+	for m.stopping[key] != nil {
+		done := m.stopping[key]
+		m.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("task %q in namespace %q: the shim of its previous task is still stopping: %w", id, ns, ctx.Err())
+		}
+		m.mu.Lock()
+	}
 	if _, ok := m.tasks[key]; ok {
 		m.mu.Unlock()
 		return nil, fmt.Errorf("task %q in namespace %q: %w", id, ns, errdefs.ErrAlreadyExists)
@@ -212,28 +242,46 @@ func (m *Manager) List(ctx context.Context) ([]*Task, error) {
 	return ts, nil
 }
 
-// Delete deletes task id's init process, stops its shim and removes its
-// bundle. It returns the shim's answer (pid, exit status and time).
+// Delete deletes task id's init process and returns the shim's answer
+// (pid, exit status and time); the shim is stopped and the bundle removed
+// after it returns (see retire).
 func (m *Manager) Delete(ctx context.Context, id string) (*taskapi.DeleteResponse, error) {
 	t, err := m.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := t.Client().Delete(t.ShimContext(ctx), &taskapi.DeleteRequest{ID: id})
-	if err != nil {
-		if !unreachable(err) {
-			return nil, fmt.Errorf("delete task %q: %w", id, ShimError(err))
-		}
-		// The shim is gone: let its binary clean up (runc delete, unmount).
-		if resp, err = t.deleteDead(ctx); err != nil {
-			return nil, err
-		}
-	}
+	// One Delete at a time: a second one (the CRI's exit handler and a
+	// RemoveContainer, say) finds the task already going.
 	m.mu.Lock()
-	delete(m.tasks, t.Namespace+"/"+id)
+	if t.deleting {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("task %q in namespace %q is being deleted: %w", id, t.Namespace, errdefs.ErrNotFound)
+	}
+	t.deleting = true
 	m.mu.Unlock()
-	t.cleanup(context.WithoutCancel(ctx))
+	resp, err := t.Client().Delete(t.ShimContext(ctx), &taskapi.DeleteRequest{ID: id})
+	if err != nil && unreachable(err) {
+		// The shim is gone: let its binary clean up (runc delete, unmount).
+		resp, err = t.deleteDead(ctx)
+	} else if err != nil {
+		err = fmt.Errorf("delete task %q: %w", id, ShimError(err))
+	}
+	if err != nil {
+		m.mu.Lock()
+		t.deleting = false
+		m.mu.Unlock()
+		return nil, err
+	}
+	m.retire(context.WithoutCancel(ctx), t)
 	return resp, nil
+}
+
+// Close finishes the clean-ups of deleted tasks under way. The shims of
+// live tasks keep running: the next berthd reconnects to them.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() { close(m.closing) })
+	m.retiring.Wait()
+	return nil
 }
 
 // shimBinary resolves a handler to a shim executable; own reports berth's

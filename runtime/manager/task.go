@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/log"
+	"github.com/berth-dev/berth/mount"
 	"github.com/berth-dev/berth/namespaces"
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
@@ -37,6 +38,8 @@ type Task struct {
 	// RuntimeType (io.containerd.runc.v2) and Handler (runc) are what the
 	// container's runtime name resolved to.
 	RuntimeType, Handler string
+	// deleting is set, under the manager's mu, while a Delete runs.
+	deleting bool
 
 	binary string
 	log    *os.File
@@ -200,22 +203,48 @@ func (t *Task) deleteDead(ctx context.Context) (*taskapi.DeleteResponse, error) 
 // cleanup shuts the shim down (if connected), closes the connection and
 // log, and removes the bundle, unmounting a rootfs a failed create left.
 func (t *Task) cleanup(ctx context.Context) {
-	if t.task != nil {
-		sctx, cancel := context.WithTimeout(t.ShimContext(ctx), 5*time.Second)
-		_, _ = t.task.Shutdown(sctx, &taskapi.ShutdownRequest{ID: t.ID})
-		cancel()
-	}
-	if t.client != nil {
-		_ = t.client.Close()
-	}
+	t.stopShim(ctx)
 	if t.log != nil {
 		_ = t.log.Close()
 	}
-	rootfs := filepath.Join(t.Bundle, "rootfs")
-	for unix.Unmount(rootfs, unix.MNT_DETACH) == nil {
+	removeBundle(ctx, t.Bundle)
+}
+
+// shimStopTimeout bounds the wait for a shim to close its connection
+// after Shutdown; a shim that keeps it (it still serves other tasks) is
+// simply left.
+const shimStopTimeout = 2 * time.Second
+
+// stopShim asks a connected shim to shut down, waits until it has closed
+// the connection — by then its listener is closed too, so that a `start`
+// for the same id gets a new shim — and closes the client.
+func (t *Task) stopShim(ctx context.Context) {
+	if t.client == nil {
+		return
 	}
-	if err := os.RemoveAll(t.Bundle); err != nil {
-		log.G(ctx).Warn("remove bundle", "bundle", t.Bundle, "error", err)
+	if t.task != nil {
+		sctx, cancel := context.WithTimeout(t.ShimContext(ctx), 5*time.Second)
+		_, err := t.task.Shutdown(sctx, &taskapi.ShutdownRequest{ID: t.ID})
+		cancel()
+		if err == nil {
+			wctx, cancel := context.WithTimeout(ctx, shimStopTimeout)
+			_ = t.client.UserOnCloseWait(wctx)
+			cancel()
+		}
+	}
+	_ = t.client.Close()
+}
+
+// removeBundle removes a bundle directory, unmounting first whatever is
+// mounted below it (a rootfs a failed create or a crash left); a bundle
+// that cannot be unmounted is left rather than removed through a mount.
+func removeBundle(ctx context.Context, dir string) {
+	if err := mount.UnmountAll(dir, unix.MNT_DETACH); err != nil {
+		log.G(ctx).Warn("bundle not removed: unmount", "bundle", dir, "error", err)
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		log.G(ctx).Warn("remove bundle", "bundle", dir, "error", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/berth-dev/berth/log"
 	"github.com/berth-dev/berth/mount"
@@ -18,20 +19,42 @@ import (
 // every other directory no snapshot owns.
 const tempPrefix = "new-"
 
+// trashName is the directory beside the root that Remove moves a removed
+// snapshot's directory into, to delete it after returning; Cleanup
+// empties it.
+const trashName = "trash"
+
+// deleteDelay is how long a removed snapshot's directory waits in the
+// trash. A deletion's unlinks join the file system's journal, which every
+// sync running meanwhile has to commit: deleting at once slows down the
+// calls that follow a removal (the container's removal and the like,
+// each a database sync) by more than the deletion itself takes.
+const deleteDelay = 100 * time.Millisecond
+
 // Dirs keeps one directory per snapshot ID under a root directory, in step
 // with a MetaStore:
 //
 //   - Create populates a temporary directory, renames it to the snapshot's
 //     ID and only then commits the transaction that records the snapshot.
 //     A crash before the commit leaves a directory no record names.
-//   - Remove commits the removal of the record, then removes the directory.
-//     A crash in between leaves a directory no record names.
-//   - Cleanup removes every directory no record names.
+//   - Remove commits the removal of the record, then moves the directory
+//     out of the root into the trash, and deletes it there in the
+//     background, deleteDelay later. A crash in between leaves a
+//     directory no record names, or a directory in the trash.
+//   - Cleanup removes every directory no record names, and the trash.
 //
-// So a snapshot in the MetaStore always has its directory, complete.
+// So a snapshot in the MetaStore always has its directory, complete, and
+// the root holds the directories of the recorded snapshots only, but for
+// a crash's leftovers.
 type Dirs struct {
-	ms   *MetaStore
-	root string
+	ms    *MetaStore
+	root  string
+	trash string
+	// deleting counts the background deletions in the trash; closing
+	// ends their wait.
+	deleting  sync.WaitGroup
+	closing   chan struct{}
+	closeOnce sync.Once
 	// mu orders Create, Remove and Cleanup, so that Cleanup never takes a
 	// directory whose record is not committed yet, and a Create whose
 	// commit failed removes its directory before the next Create is handed
@@ -40,12 +63,15 @@ type Dirs struct {
 }
 
 // NewDirs keeps the directories of ms's snapshots under root, which it
-// creates if needed.
+// creates if needed, and removed ones in the trash beside root.
 func NewDirs(ms *MetaStore, root string) (*Dirs, error) {
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, err
+	d := &Dirs{ms: ms, root: root, trash: filepath.Join(filepath.Dir(root), trashName), closing: make(chan struct{})}
+	for _, dir := range []string{d.root, d.trash} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
 	}
-	return &Dirs{ms: ms, root: root}, nil
+	return d, nil
 }
 
 // Path returns the directory of the snapshot with ID id.
@@ -112,9 +138,10 @@ func (d *Dirs) build(ctx context.Context, s Snapshot, populate PopulateFunc) (st
 	return path, syncDir(d.root)
 }
 
-// Remove deletes snapshot key's record, then its directory. A directory
-// with something mounted below it is refused, so that removing it never
-// removes mounted files.
+// Remove deletes snapshot key's record, then its directory: it is moved
+// into the trash at once and deleted there after Remove returns. A
+// directory with something mounted below it is refused, so that removing
+// it never removes mounted files.
 func (d *Dirs) Remove(ctx context.Context, key string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -137,19 +164,44 @@ func (d *Dirs) Remove(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(path); err != nil {
-		// The snapshot is gone; the next Cleanup removes the rest.
-		log.G(ctx).Warn("snapshot directory not removed", "key", key, "path", path, "error", err)
+	trashed := filepath.Join(d.trash, filepath.Base(path))
+	if err := os.Rename(path, trashed); err != nil {
+		// A root on a file system of its own, say: delete it here.
+		trashed = path
 	}
+	d.deleting.Add(1)
+	go func() {
+		defer d.deleting.Done()
+		select {
+		case <-time.After(deleteDelay):
+		case <-d.closing:
+		}
+		if err := removeDir(trashed); err != nil {
+			// The snapshot is gone; the next Cleanup removes the rest.
+			log.G(ctx).Warn("snapshot directory not removed", "key", key, "path", trashed, "error", err)
+		}
+	}()
 	return nil
+}
+
+// wait waits for the deletions Remove left running.
+func (d *Dirs) wait() { d.deleting.Wait() }
+
+// close runs the pending deletions now and waits for them.
+func (d *Dirs) close() {
+	d.closeOnce.Do(func() { close(d.closing) })
+	d.wait()
 }
 
 // Cleanup removes every entry under the root that is not the directory of
 // a recorded snapshot: temporary directories of interrupted Creates and
-// directories whose record was never committed or already removed.
+// directories whose record was never committed or already removed; and
+// it empties the trash.
 func (d *Dirs) Cleanup(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.wait()
+	errs := []error{d.emptyTrash()}
 	var ids map[string]string
 	err := d.ms.View(ctx, func(tx *Tx) error {
 		var err error
@@ -163,7 +215,6 @@ func (d *Dirs) Cleanup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
 	for _, e := range entries {
 		if _, ok := ids[e.Name()]; ok && e.IsDir() {
 			continue
@@ -171,6 +222,20 @@ func (d *Dirs) Cleanup(ctx context.Context) error {
 		if err := removeDir(filepath.Join(d.root, e.Name())); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// emptyTrash removes what the trash holds: directories whose background
+// deletion a crash interrupted.
+func (d *Dirs) emptyTrash() error {
+	entries, err := os.ReadDir(d.trash)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		errs = append(errs, removeDir(filepath.Join(d.trash, e.Name())))
 	}
 	return errors.Join(errs...)
 }

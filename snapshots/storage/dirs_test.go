@@ -65,6 +65,11 @@ func TestDirsCreateRemove(t *testing.T) {
 	if _, err := ms.Stat(ctx, "k"); !errdefs.IsNotFound(err) {
 		t.Errorf("record after Remove: %v", err)
 	}
+	// The directory went through the trash and is deleted there.
+	d.wait()
+	if got := listDir(t, d.trash); len(got) != 0 {
+		t.Errorf("after Remove the trash holds %q", got)
+	}
 }
 
 func TestDirsPopulateFailure(t *testing.T) {
@@ -119,6 +124,36 @@ func TestDirsCleanup(t *testing.T) {
 	}
 	if got := listDir(t, d.root); !slices.Equal(got, []string{"1"}) {
 		t.Errorf("after Cleanup the root holds %q, want only the live snapshot", got)
+	}
+}
+
+// A crash during a deletion in the trash leaves a directory there, maybe
+// with something mounted below it; Cleanup unmounts and removes it.
+func TestDirsCleanupEmptiesTrash(t *testing.T) {
+	d, _ := newDirs(t)
+	left := filepath.Join(d.trash, "7", "fs", "m")
+	if err := os.MkdirAll(left, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	precious := t.TempDir()
+	if err := os.WriteFile(filepath.Join(precious, "keep"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		bind := mount.Mount{Type: "bind", Source: precious, Options: []string{"bind"}}
+		if err := bind.Mount(left); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = mount.UnmountAll(left, 0) })
+	}
+	if err := d.Cleanup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := listDir(t, d.trash); len(got) != 0 {
+		t.Errorf("after Cleanup the trash holds %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(precious, "keep")); err != nil {
+		t.Errorf("Cleanup removed files through a mount: %v", err)
 	}
 }
 

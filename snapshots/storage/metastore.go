@@ -2,6 +2,8 @@
 // share: a MetaStore that records each snapshot in a bbolt file, and Dirs,
 // one directory per snapshot ID, created and removed in step with the
 // MetaStore so that a crash leaves nothing half-visible and nothing behind.
+// A removed snapshot's directory leaves the root at once, into the trash
+// beside it, and is deleted from there shortly after Remove returns.
 //
 // Schema of the MetaStore:
 //

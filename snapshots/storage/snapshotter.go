@@ -83,7 +83,7 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, opts ...snap
 }
 
 // Remove implements snapshots.Snapshotter; the snapshot's directory goes
-// with it.
+// with it, out of the root at once and off the disk right after.
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	return s.dirs.Remove(ctx, key)
 }
@@ -99,8 +99,10 @@ func (s *Snapshotter) Cleanup(ctx context.Context) error {
 	return s.dirs.Cleanup(ctx)
 }
 
-// Close implements snapshots.Snapshotter.
+// Close implements snapshots.Snapshotter, once the directories of removed
+// snapshots are deleted.
 func (s *Snapshotter) Close() error {
+	s.dirs.close()
 	return s.ms.Close()
 }
 
