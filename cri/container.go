@@ -83,6 +83,9 @@ type containerStatus struct {
 type container struct {
 	meta   containerMeta
 	config *runtime.ContainerConfig
+	// imageVolumes are the bind mounts of its image volumes by container
+	// path, set while CreateContainer builds its spec (image_volume.go).
+	imageVolumes map[string]specs.Mount
 
 	// mu serializes the lifecycle calls of the container.
 	mu sync.Mutex

@@ -34,6 +34,10 @@ func (s *Service) createContainer(ctx context.Context, sandboxID string, cfg *ru
 		return "", err
 	}
 	name := cfg.GetMetadata().GetName()
+	cfg, err := s.resolveImageVolumes(ctx, cfg)
+	if err != nil {
+		return "", fmt.Errorf("create container %q: %w", name, err)
+	}
 	sb, err := s.getSandbox(sandboxID)
 	if err != nil {
 		return "", fmt.Errorf("create container %q: pod sandbox: %w", name, err)
@@ -84,6 +88,9 @@ func (s *Service) createContainer(ctx context.Context, sandboxID string, cfg *ru
 	mounts, err := s.prepareSnapshot(ctx, id, img, &u)
 	if err != nil {
 		return "", err
+	}
+	if c.imageVolumes, err = s.mountImageVolumes(ctx, id, cfg, &u); err != nil {
+		return "", fmt.Errorf("create container %q: %w", name, err)
 	}
 	user, err := containerUser(ctx, cfg, img, mounts)
 	if err != nil {

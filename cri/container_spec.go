@@ -52,7 +52,7 @@ func (s *Service) containerSpec(ctx context.Context, c *container, sb *sandbox, 
 		return nil, err
 	}
 	opts = append(opts, nsOpts...)
-	mountOpts, err := s.containerMounts(sb, cfg)
+	mountOpts, err := s.containerMounts(ctx, sb, c, h)
 	if err != nil {
 		return nil, err
 	}
@@ -196,11 +196,25 @@ const (
 
 // containerMounts are the config's mounts, then the pod's hostname,
 // hosts, resolv.conf and /dev/shm where the config mounts nothing.
-func (s *Service) containerMounts(sb *sandbox, cfg *runtime.ContainerConfig) ([]oci.SpecOpt, error) {
+func (s *Service) containerMounts(ctx context.Context, sb *sandbox, c *container, h *handler.Handler) ([]oci.SpecOpt, error) {
+	cfg := c.config
 	var mounts []specs.Mount
 	var rootPropagation string
 	mounted := map[string]bool{}
 	for _, m := range cfg.GetMounts() {
+		if isImageVolume(m) {
+			vm, ok := c.imageVolumes[filepath.Clean(m.GetContainerPath())]
+			if !ok {
+				return nil, fmt.Errorf("container %q: image volume at %s is not mounted: %w", cfg.GetMetadata().GetName(), m.GetContainerPath(), errdefs.ErrFailedPrecondition)
+			}
+			mounts = append(mounts, vm)
+			mounted[filepath.Clean(m.GetContainerPath())] = true
+			continue
+		}
+		if m.GetRecursiveReadOnly() && !s.features.supportsRRO(ctx, h) {
+			return nil, fmt.Errorf("container %q: recursive read-only mount at %s: runtime handler %q does not support it (it needs runc ≥ 1.1 and Linux ≥ 5.12): %w",
+				cfg.GetMetadata().GetName(), m.GetContainerPath(), h.Name, errdefs.ErrInvalidArgument)
+		}
 		sm, prop, err := criMount(m)
 		if err != nil {
 			return nil, fmt.Errorf("container %q: %w", cfg.GetMetadata().GetName(), err)
@@ -255,15 +269,19 @@ func (s *Service) containerMounts(sb *sandbox, cfg *runtime.ContainerConfig) ([]
 // criMount turns a CRI mount into a bind mount: the host path with its
 // symbolic links resolved (created as a directory when missing, as the
 // kubelet's hostPath volumes expect), read-only or not, and the
-// propagation asked for, which the host's mount must allow.
+// propagation asked for, which the host's mount must allow. A recursive
+// read-only mount (runc's "rro": the submounts read-only too) must be
+// read-only and private, as the kubelet and containerd require.
 func criMount(m *runtime.Mount) (specs.Mount, string, error) {
-	if m.GetImage() != nil && m.GetImage().GetImage() != "" {
-		return specs.Mount{}, "", fmt.Errorf("image volume %q at %s: not supported by berth yet: %w", m.GetImage().GetImage(), m.GetContainerPath(), errdefs.ErrNotImplemented)
-	}
-	if m.GetRecursiveReadOnly() {
-		return specs.Mount{}, "", fmt.Errorf("recursive read-only mount at %s: not supported by berth yet: %w", m.GetContainerPath(), errdefs.ErrNotImplemented)
-	}
 	dst, src := m.GetContainerPath(), m.GetHostPath()
+	if m.GetRecursiveReadOnly() {
+		if !m.GetReadonly() {
+			return specs.Mount{}, "", fmt.Errorf("recursive read-only mount at %s: readonly is false: %w", dst, errdefs.ErrInvalidArgument)
+		}
+		if p := m.GetPropagation(); p != runtime.MountPropagation_PROPAGATION_PRIVATE {
+			return specs.Mount{}, "", fmt.Errorf("recursive read-only mount at %s: propagation %v, want PROPAGATION_PRIVATE: %w", dst, p, errdefs.ErrInvalidArgument)
+		}
+	}
 	if !filepath.IsAbs(dst) {
 		return specs.Mount{}, "", fmt.Errorf("mount of %s: container path %q is not absolute: %w", src, dst, errdefs.ErrInvalidArgument)
 	}
@@ -276,9 +294,12 @@ func criMount(m *runtime.Mount) (specs.Mount, string, error) {
 	if err != nil {
 		return specs.Mount{}, "", fmt.Errorf("mount on %s: host path %s: %w", dst, src, err)
 	}
-	mode := "rw"
-	if m.GetReadonly() {
-		mode = "ro"
+	mode := []string{"rw"}
+	switch {
+	case m.GetRecursiveReadOnly():
+		mode = []string{"ro", "rro"} // runc makes the bind read-only, then its submounts
+	case m.GetReadonly():
+		mode = []string{"ro"}
 	}
 	var prop string
 	switch m.GetPropagation() {
@@ -297,7 +318,7 @@ func criMount(m *runtime.Mount) (specs.Mount, string, error) {
 	default:
 		return specs.Mount{}, "", fmt.Errorf("mount on %s: unknown propagation %v: %w", dst, m.GetPropagation(), errdefs.ErrInvalidArgument)
 	}
-	opts := append([]string{"rbind", prop, mode}, m.GetMountOptions()...)
+	opts := slices.Concat([]string{"rbind", prop}, mode, m.GetMountOptions())
 	return specs.Mount{Destination: dst, Type: "bind", Source: resolved, Options: opts}, prop, nil
 }
 

@@ -286,6 +286,7 @@ func (s *Service) removeContainer(ctx context.Context, c *container) error {
 	if err := s.deps.Snapshotter.Remove(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 		log.G(ctx).Warn("CRI: remove container snapshot", "id", id, "error", err)
 	}
+	s.releaseImageVolumes(ctx, id)
 	for _, dir := range []string{s.containerRoot(id), s.containerState(id)} {
 		if err := os.RemoveAll(dir); err != nil {
 			log.G(ctx).Warn("CRI: remove container files", "id", id, "error", err)

@@ -47,7 +47,7 @@ func berthVersion() string {
 }
 
 func (r *runtimeService) Status(ctx context.Context, req *runtime.StatusRequest) (*runtime.StatusResponse, error) {
-	return r.s.status(req.GetVerbose()), nil
+	return r.s.status(ctx, req.GetVerbose()), nil
 }
 
 // RuntimeConfig tells the kubelet which cgroup driver to use: systemd

@@ -9,9 +9,9 @@ import (
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// The RuntimeService methods not implemented yet: metrics, checkpoints,
-// and pod-level resource updates. Each answers Unimplemented naming
-// itself.
+// The RuntimeService methods not implemented yet: streamed metrics,
+// checkpoints and pod-level resource updates. Each answers Unimplemented
+// naming itself.
 
 func notImplemented(method string) error {
 	return fmt.Errorf("CRI %s is not implemented yet in berth: %w", method, errdefs.ErrNotImplemented)
@@ -27,14 +27,6 @@ func (r *runtimeService) CheckpointPod(context.Context, *runtime.CheckpointPodRe
 
 func (r *runtimeService) RestorePod(context.Context, *runtime.RestorePodRequest) (*runtime.RestorePodResponse, error) {
 	return nil, notImplemented("RestorePod")
-}
-
-func (r *runtimeService) ListMetricDescriptors(context.Context, *runtime.ListMetricDescriptorsRequest) (*runtime.ListMetricDescriptorsResponse, error) {
-	return nil, notImplemented("ListMetricDescriptors")
-}
-
-func (r *runtimeService) ListPodSandboxMetrics(context.Context, *runtime.ListPodSandboxMetricsRequest) (*runtime.ListPodSandboxMetricsResponse, error) {
-	return nil, notImplemented("ListPodSandboxMetrics")
 }
 
 func (r *runtimeService) StreamPodSandboxMetrics(*runtime.StreamPodSandboxMetricsRequest, grpc.ServerStreamingServer[runtime.StreamPodSandboxMetricsResponse]) error {

@@ -16,8 +16,12 @@
 // (runtime/manager) in berthd's own process, networks through CNI
 // (network.PodNetwork), specs from package oci, logs in the CRI format
 // (logger.go). Exec, Attach and PortForward go through the streaming
-// server of package cri/streaming (stream*.go); metrics and checkpoints
-// answer Unimplemented (runtime_pending.go).
+// server of package cri/streaming (stream*.go); the CRI metrics are
+// cAdvisor's container_* metrics (metrics.go); image volumes mount views
+// of an image's snapshot (image_volume.go); runtime handlers announce
+// recursive read-only mounts when their runc has them (features.go).
+// Streamed metrics and checkpoints answer Unimplemented
+// (runtime_pending.go).
 //
 // Errors are errdefs classes with messages naming the image and the
 // namespace; the daemon's interceptor maps them to gRPC codes.
@@ -86,6 +90,7 @@ type Service struct {
 	images   *imagestore.Store
 	registry *registries
 	fsUsage  *dirUsage
+	features featureProbe
 
 	mu      sync.Mutex
 	podCIDR string

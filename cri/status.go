@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"context"
 	"encoding/json"
 	goruntime "runtime"
 
@@ -12,7 +13,7 @@ const reasonNetworkNotReady = "NetworkPluginNotReady"
 
 // status answers Status: the runtime is ready once served; the network
 // is ready when the CNI conf dir has a configuration that loads.
-func (s *Service) status(verbose bool) *runtime.StatusResponse {
+func (s *Service) status(ctx context.Context, verbose bool) *runtime.StatusResponse {
 	networks, cniErr := loadCNINetworks(s.cfg.CNI)
 	network := &runtime.RuntimeCondition{Type: runtime.NetworkReady, Status: cniErr == nil}
 	if cniErr != nil {
@@ -24,7 +25,7 @@ func (s *Service) status(verbose bool) *runtime.StatusResponse {
 			{Type: runtime.RuntimeReady, Status: true},
 			network,
 		}},
-		RuntimeHandlers: s.runtimeHandlers(),
+		RuntimeHandlers: s.runtimeHandlers(ctx),
 		// Strict and Merge are applied at CreateContainer, and the
 		// container's status reports the groups it got.
 		Features: &runtime.RuntimeFeatures{SupplementalGroupsPolicy: true},
@@ -36,12 +37,13 @@ func (s *Service) status(verbose bool) *runtime.StatusResponse {
 }
 
 // runtimeHandlers lists the handlers a pod's RuntimeClass may name: the
-// default one (""), then each by name. No handler announces recursive
-// read-only mounts or user namespaces yet.
-func (s *Service) runtimeHandlers() []*runtime.RuntimeHandler {
-	out := []*runtime.RuntimeHandler{{Name: "", Features: &runtime.RuntimeHandlerFeatures{}}}
+// default one (""), then each by name, with the features its runtime
+// has (features.go).
+func (s *Service) runtimeHandlers(ctx context.Context) []*runtime.RuntimeHandler {
+	out := []*runtime.RuntimeHandler{{Name: "", Features: s.features.handlerFeatures(ctx, s.handlers.Default())}}
 	for _, name := range s.handlers.Names() {
-		out = append(out, &runtime.RuntimeHandler{Name: name, Features: &runtime.RuntimeHandlerFeatures{}})
+		h, _ := s.handlers.Get(name)
+		out = append(out, &runtime.RuntimeHandler{Name: name, Features: s.features.handlerFeatures(ctx, h)})
 	}
 	return out
 }

@@ -97,7 +97,7 @@ func newDaemon(t *testing.T, opts ...daemonOpt) *daemon {
 			d.conn.Close()
 		}
 		d.stop()
-		if t.Failed() {
+		if t.Failed() || os.Getenv("BERTH_IT_LOG") != "" {
 			t.Logf("berthd log:\n%s", d.log())
 		}
 		os.RemoveAll(sockDir)
