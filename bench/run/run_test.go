@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -300,20 +301,30 @@ func TestTraceSummary(t *testing.T) {
 	}
 }
 
-// TestBench runs the whole bench, briefly, when $BERTHD names a berthd
-// with berth-shim-runc-v2 beside it and root can run containerd and runc.
-// It checks that the bench works, not any figure.
+// TestBench runs the whole bench, briefly, as root, with the berthd named
+// by $BERTHD (berth-shim-runc-v2 beside it) or one built here. It checks
+// that the bench works, not any figure.
 func TestBench(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("TestBench runs containers: run it as root")
+	}
 	berthd := os.Getenv("BERTHD")
+	if berthd == "" {
+		dir := t.TempDir()
+		cmd := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", dir+"/",
+			"github.com/berth-dev/berth/cmd/berthd", "github.com/berth-dev/berth/cmd/berth-shim-runc-v2")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build berthd and its shim: %v\n%s", err, out)
+		}
+		berthd = filepath.Join(dir, "berthd")
+	}
 	o := options{berthd: berthd, containerd: "/usr/bin/containerd", ctr: "/usr/bin/ctr", runc: "/usr/sbin/runc",
 		busybox: "/bin/busybox", runs: 2, warmup: 1, trace: 1, settle: 100 * time.Millisecond, floor: true, memory: true}
 	for _, p := range []string{berthd, filepath.Join(filepath.Dir(berthd), "berth-shim-runc-v2"), o.containerd, o.ctr, o.runc, o.busybox} {
-		if _, err := os.Stat(p); berthd == "" || err != nil {
-			t.Skipf("needs $BERTHD with its shim beside it, containerd, ctr, runc and busybox: %q missing", p)
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s is needed (scripts/setup.sh test installs containerd, runc, busybox-static): %v", p, err)
 		}
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
 	}
 	o.workdir = t.TempDir()
 	e := &env{o: o, dir: filepath.Join(o.workdir, "run")}
