@@ -105,10 +105,15 @@ func attach(ctx context.Context, a *app, p proc, at *attachment) (uint32, error)
 	if con != nil {
 		resizeTo(ctx, con, p) // before the start, so that the process sees its size at once
 	}
+	// Catch the signals before the start: one that arrives while p starts
+	// (its first output already on the terminal) is forwarded once p runs,
+	// instead of ending berth or being lost.
+	signals := catchSignals()
+	defer signals.stop()
 	if err := p.start(ctx); err != nil {
 		return 0, &startFailure{err}
 	}
-	defer forwardSignals(ctx, p, cancel)()
+	signals.forward(ctx, p, cancel)
 	if con != nil {
 		defer forwardResize(ctx, con, p)()
 	}
@@ -140,19 +145,29 @@ func localConsole(a *app, at *attachment) console.Console {
 var forwardedSignals = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
 	syscall.SIGUSR1, syscall.SIGUSR2}
 
-// forwardSignals sends the signals berth receives to p until the returned
-// function is called. When berthd cannot be told, it gives up waiting:
-// cancel ends the command.
-func forwardSignals(ctx context.Context, p proc, cancel context.CancelFunc) func() {
-	ch := make(chan os.Signal, 8)
-	signal.Notify(ch, forwardedSignals...)
-	done := make(chan struct{})
+// caughtSignals are the forwarded signals berth receives, held from
+// catchSignals on until forward passes them to the process.
+type caughtSignals struct {
+	ch   chan os.Signal
+	done chan struct{}
+}
+
+func catchSignals() *caughtSignals {
+	c := &caughtSignals{ch: make(chan os.Signal, 8), done: make(chan struct{})}
+	signal.Notify(c.ch, forwardedSignals...)
+	return c
+}
+
+// forward sends the caught signals, those held and those to come, to p
+// until stop. When berthd cannot be told, it gives up waiting: cancel
+// ends the command.
+func (c *caughtSignals) forward(ctx context.Context, p proc, cancel context.CancelFunc) {
 	go func() {
 		for {
 			select {
-			case <-done:
+			case <-c.done:
 				return
-			case sig := <-ch:
+			case sig := <-c.ch:
 				kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 				if err := p.kill(kctx, sig.(syscall.Signal), false); err != nil {
 					cancel()
@@ -161,10 +176,11 @@ func forwardSignals(ctx context.Context, p proc, cancel context.CancelFunc) func
 			}
 		}
 	}()
-	return func() {
-		signal.Stop(ch)
-		close(done)
-	}
+}
+
+func (c *caughtSignals) stop() {
+	signal.Stop(c.ch)
+	close(c.done)
 }
 
 // forwardResize sets p's terminal to the size of con now and whenever the
