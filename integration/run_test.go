@@ -115,6 +115,13 @@ func TestRun(t *testing.T) {
 		noCmd: pushRunImage(t, reg, "run/nocmd:1", ocispec.ImageConfig{Env: []string{"PATH=/bin"}}),
 	}
 
+	// Whatever a failed subtest left running goes before berthd stops, so
+	// that no shim outlives the test.
+	t.Cleanup(func() {
+		if ids := strings.Fields(e.berth(t, "ps", "-a", "-q").stdout); len(ids) > 0 {
+			e.berth(t, append([]string{"rm", "-f"}, ids...)...)
+		}
+	})
 	t.Run("run --rm", func(t *testing.T) { testRunRm(t, e) })
 	t.Run("unpacks an image", func(t *testing.T) { testRunUnpacks(t, e) })
 	t.Run("stdin and signals", func(t *testing.T) { testRunStdinSignals(t, e) })
