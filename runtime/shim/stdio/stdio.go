@@ -55,6 +55,8 @@ type Config struct {
 type Streams struct {
 	stdin     io.WriteCloser // the process side of stdin
 	stdinOnce sync.Once
+	// inputDone is closed when the stdin copy has ended (nil: no copy).
+	inputDone chan struct{}
 	console   console.Console
 	outputs   sync.WaitGroup
 	logger    *logger     // the logging binary, if any
@@ -226,15 +228,38 @@ func (s *Streams) copyInput(source string, dst io.WriteCloser) error {
 	}
 	s.closers = append(s.closers, src)
 	s.stdin = dst
+	s.inputDone = make(chan struct{})
 	go func() {
+		defer close(s.inputDone)
 		_, _ = io.Copy(dst, src)
-		_ = s.CloseStdin()
+		_ = s.closeStdin()
 	}()
 	return nil
 }
 
-// CloseStdin closes the process's stdin, so that it reads EOF.
+// stdinDrain bounds how long CloseStdin waits for the stdin copy to pass
+// on what the client wrote before it asked.
+const stdinDrain = 2 * time.Second
+
+// CloseStdin closes the process's stdin, so that it reads EOF, once what
+// the client wrote has reached the process: clients close their end of the
+// FIFO before asking (CloseIO), so the copy ends by itself; one that keeps
+// it open has the stream cut after stdinDrain. Closing at once could drop
+// input still in the FIFO (`echo x | berth run -i IMG cat` printing
+// nothing).
 func (s *Streams) CloseStdin() error {
+	if s.inputDone != nil {
+		t := time.NewTimer(stdinDrain)
+		select {
+		case <-s.inputDone:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return s.closeStdin()
+}
+
+func (s *Streams) closeStdin() error {
 	var err error
 	s.stdinOnce.Do(func() {
 		if s.stdin != nil {
