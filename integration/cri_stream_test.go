@@ -11,7 +11,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -19,41 +18,6 @@ import (
 	"testing"
 	"time"
 )
-
-// crictlCmd is crictl against d with args, not started.
-func (d *daemon) crictlCmd(ctx context.Context, args ...string) *exec.Cmd {
-	d.t.Helper()
-	bin := crictlBinary(d.t)
-	cfg := filepath.Join(filepath.Dir(d.Config), "crictl.yaml")
-	if err := os.WriteFile(cfg, nil, 0o644); err != nil {
-		d.t.Fatal(err)
-	}
-	ep := "unix://" + d.Address
-	return exec.CommandContext(ctx, bin, append([]string{"--config", cfg, "-r", ep, "-i", ep, "--timeout", "60s"}, args...)...)
-}
-
-// crictlStdin runs crictl with stdin.
-func (d *daemon) crictlStdin(stdin string, args ...string) result {
-	d.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), crictlTimeout)
-	defer cancel()
-	cmd := d.crictlCmd(ctx, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		d.t.Fatalf("crictl %s: timed out after %s", strings.Join(args, " "), crictlTimeout)
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		d.t.Fatalf("crictl %s: %v", strings.Join(args, " "), err)
-	}
-	return r
-}
 
 func TestCRIStreamExec(t *testing.T) {
 	t.Parallel()

@@ -6,7 +6,6 @@ package integration
 // CRI recorded in namespace k8s.io.
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -49,34 +48,34 @@ func crictlBinary(t *testing.T) string {
 	return ""
 }
 
-// crictl runs `crictl -r unix://SOCKET -i unix://SOCKET args...` with an
-// empty config file, so that nothing on the machine changes what it does.
-func (d *daemon) crictl(args ...string) result {
+// crictlCmd is `crictl -r unix://SOCKET -i unix://SOCKET args...` with an
+// empty config file, so that nothing on the machine changes what it does;
+// not started.
+func (d *daemon) crictlCmd(ctx context.Context, args ...string) *exec.Cmd {
 	d.t.Helper()
 	bin := crictlBinary(d.t)
 	cfg := filepath.Join(filepath.Dir(d.Config), "crictl.yaml")
 	if err := os.WriteFile(cfg, nil, 0o644); err != nil {
 		d.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), crictlTimeout)
-	defer cancel()
 	ep := "unix://" + d.Address
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--config", cfg, "-r", ep, "-i", ep, "--timeout", "60s"}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		d.t.Fatalf("crictl %s: timed out after %s", strings.Join(args, " "), crictlTimeout)
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		d.t.Fatalf("crictl %s: %v", strings.Join(args, " "), err)
-	}
-	return r
+	return exec.CommandContext(ctx, bin, append([]string{"--config", cfg, "-r", ep, "-i", ep, "--timeout", "60s"}, args...)...)
+}
+
+// crictl runs crictl against d.
+func (d *daemon) crictl(args ...string) result {
+	d.t.Helper()
+	return runCmd(d.t, "crictl "+strings.Join(args, " "), crictlTimeout, nil, func(ctx context.Context) *exec.Cmd {
+		return d.crictlCmd(ctx, args...)
+	})
+}
+
+// crictlStdin runs crictl with stdin.
+func (d *daemon) crictlStdin(stdin string, args ...string) result {
+	d.t.Helper()
+	return runCmd(d.t, "crictl "+strings.Join(args, " "), crictlTimeout, strings.NewReader(stdin), func(ctx context.Context) *exec.Cmd {
+		return d.crictlCmd(ctx, args...)
+	})
 }
 
 // mustCrictl runs crictl and fails the test unless it exits 0.

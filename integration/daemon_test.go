@@ -286,9 +286,19 @@ func (d *daemon) ctr(args ...string) result {
 func (d *daemon) ctrIn(stdin io.Reader, args ...string) result {
 	d.t.Helper()
 	requirements(d.t)
-	ctx, cancel := context.WithTimeout(context.Background(), ctrTimeout)
+	return runCmd(d.t, "ctr "+strings.Join(args, " "), ctrTimeout, stdin, func(ctx context.Context) *exec.Cmd {
+		return exec.CommandContext(ctx, ctrPath, append([]string{"-a", d.Address}, args...)...)
+	})
+}
+
+// runCmd runs the command mk builds, with stdin, for at most timeout, and
+// returns its output and exit code; a timeout or a failure to start it
+// fails the test, naming it by label.
+func runCmd(t *testing.T, label string, timeout time.Duration, stdin io.Reader, mk func(ctx context.Context) *exec.Cmd) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, ctrPath, append([]string{"-a", d.Address}, args...)...)
+	cmd := mk(ctx)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
 	err := cmd.Run()
@@ -297,11 +307,11 @@ func (d *daemon) ctrIn(stdin io.Reader, args ...string) result {
 	switch {
 	case err == nil:
 	case ctx.Err() != nil:
-		d.t.Fatalf("ctr %s: timed out after %s", strings.Join(args, " "), ctrTimeout)
+		t.Fatalf("%s: timed out after %s", label, timeout)
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 	default:
-		d.t.Fatalf("ctr %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("%s: %v", label, err)
 	}
 	return r
 }

@@ -476,24 +476,9 @@ func berthCmd(ctx context.Context, t *testing.T, d *daemon, ns string, args ...s
 // runBerthCLI runs the berth CLI against d in namespace ns.
 func runBerthCLI(t *testing.T, d *daemon, ns string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
-	defer cancel()
-	cmd := berthCmd(ctx, t, d, ns, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		t.Fatalf("berth %s: timed out after %s", strings.Join(args, " "), cliTimeout)
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("berth %s: %v", strings.Join(args, " "), err)
-	}
-	return r
+	return runCmd(t, "berth "+strings.Join(args, " "), cliTimeout, nil, func(ctx context.Context) *exec.Cmd {
+		return berthCmd(ctx, t, d, ns, args...)
+	})
 }
 
 // mustBerthCLI runs berth and fails the test unless it exits 0.
