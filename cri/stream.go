@@ -252,19 +252,14 @@ func openExecIO(ctx context.Context, dir string, st streaming.Streams) (*execIO,
 }
 
 // start copies the streams. At the end of the client's stdin the FIFO
-// is closed: the shim reads what is left in it, then closes the process's
-// stdin. Only when nothing was written is closeStdin (CloseIO) called:
-// the shim's open of the FIFO may then not have happened, and it must not
-// wait for a writer forever. Calling it after data would lose what the
-// shim had not read yet.
+// is closed and closeStdin (CloseIO) called, as ctr does: the shim passes
+// on what is left in the FIFO before it closes the process's stdin.
 func (e *execIO) start(st streaming.Streams, closeStdin func()) {
 	if e.stdin != nil {
 		go func() {
-			n, _ := io.Copy(e.stdin, st.Stdin)
+			_, _ = io.Copy(e.stdin, st.Stdin)
 			e.stdin.Close()
-			if n == 0 {
-				closeStdin()
-			}
+			closeStdin()
 		}()
 	}
 	copyOut := func(w io.Writer, r io.Reader) {
